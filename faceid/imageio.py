@@ -1,0 +1,262 @@
+"""Turn whatever a user points at into an upright 8-bit RGB array, or a one-line BadImage.
+
+Everything downstream (detection, alignment, the encoder) assumes HxWx3 uint8 RGB, so all
+format quirks live here: EXIF rotation, palettes, alpha, CMYK, 16-bit and float samples,
+animations. Decoding untrusted files is also where things go wrong, so every failure is
+turned into :class:`~faceid.errors.BadImage` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zlib
+from collections.abc import Callable
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from faceid.errors import BadImage
+
+__all__ = ["MAX_PIXELS", "MIN_SIDE", "SUPPORTED_SUFFIXES", "is_image_path", "load_image"]
+
+MAX_PIXELS: int = 40_000_000
+"""Refuse images above this many pixels before decoding them (decompression bombs)."""
+
+MIN_SIDE: int = 16
+"""Below this many pixels on a side there is no face to find, so say so early."""
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+)
+
+# Only these decoders may run. Pillow would otherwise try every plugin it has, some of
+# which are rarely exercised or shell out (EPS runs Ghostscript), on untrusted input.
+_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CRC_BLOCK = 1 << 20
+
+# A process-wide Pillow switch that makes truncated files decode "successfully" with
+# grey padding; a face model fed such images fails silently, so keep it off.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def is_image_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> bool:
+    """Say whether an enroll-folder scan should pick this file up (judged by suffix only)."""
+    name = os.fsdecode(path)
+    return os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES
+
+
+def load_image(
+    source: str | os.PathLike[str] | os.PathLike[bytes] | bytes,
+    *,
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:
+    """Return an upright HxWx3 uint8 RGB C-contiguous (and writable) array.
+
+    ``source`` is a path (``str`` or ``os.PathLike``) or the encoded file content as
+    ``bytes``. A non-UTF-8 file name therefore has to be passed as ``os.fsdecode(name)``
+    or a ``pathlib.Path``, never as raw bytes. Raises BadImage for anything unusable.
+    """
+    # Another library may have flipped the switch since import; truncation must raise.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = source if isinstance(source, bytes) else bytes(source)
+        name = f"<{len(data)} bytes>"
+        if len(data) == 0:
+            raise BadImage(f"{name}: empty, not an image")
+        return _decode(lambda: io.BytesIO(data), name, max_pixels)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"load_image() takes a path or bytes, not {type(source).__name__}")
+    path = os.fspath(source)
+    name = _display(path)
+    _check_file(path, name)
+    return _decode(lambda: open(path, "rb"), name, max_pixels)
+
+
+def _display(path: str | bytes) -> str:
+    """Show a file name on one printable line, even if it is not valid UTF-8."""
+    text = os.fsdecode(path)
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _one_line(text: object) -> str:
+    """Pillow's messages sometimes span lines; ours must not."""
+    return " ".join(str(text).split())
+
+
+def _check_file(path: str | bytes, name: str) -> None:
+    """Give the common file-system mistakes their own words before Pillow sees them."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise BadImage(f"{name}: no such file") from None
+    except PermissionError:
+        raise BadImage(f"{name}: permission denied") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise BadImage(f"{name}: cannot read ({_one_line(reason)})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise BadImage(f"{name}: is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise BadImage(f"{name}: not a regular file")
+    if info.st_size == 0:
+        raise BadImage(f"{name}: empty file, not an image")
+
+
+def _decode(opener: Callable[[], BinaryIO], name: str, max_pixels: int) -> np.ndarray:
+    """Open, vet the header, then decode; every failure becomes one BadImage."""
+    try:
+        with opener() as fp:
+            return _decode_stream(fp, opener, name, max_pixels)
+    except BadImage:
+        raise
+    except PermissionError:
+        raise BadImage(f"{name}: permission denied") from None
+    except IsADirectoryError:
+        raise BadImage(f"{name}: is a directory, not an image file") from None
+    except FileNotFoundError:
+        raise BadImage(f"{name}: no such file") from None
+    except Image.DecompressionBombError as exc:
+        raise BadImage(
+            f"{name}: too many pixels, above the pixel limit ({_one_line(exc)})"
+        ) from None
+    except MemoryError:
+        raise BadImage(f"{name}: not enough memory to decode the image") from None
+    except OSError as exc:
+        # Pillow reports truncated and corrupt data as plain OSError.
+        text = _one_line(exc)
+        if "truncated" in text.lower():
+            raise BadImage(f"{name}: truncated image ({text})") from None
+        raise BadImage(f"{name}: corrupt image data ({text})") from None
+    except Exception as exc:  # fuzzed input makes Pillow raise almost anything
+        raise BadImage(
+            f"{name}: corrupt image data ({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
+
+
+def _decode_stream(
+    fp: BinaryIO, opener: Callable[[], BinaryIO], name: str, max_pixels: int
+) -> np.ndarray:
+    head = fp.read(len(_PNG_SIGNATURE))
+    fp.seek(0)
+    is_png = head == _PNG_SIGNATURE
+    try:
+        im = Image.open(fp, formats=_FORMATS)
+    except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        if is_png:
+            # Pillow hides a broken IHDR checksum behind "cannot identify"; say what it is.
+            _check_png_crcs(opener, name)
+        if isinstance(exc, UnidentifiedImageError):
+            raise BadImage(
+                f"{name}: not an image, or not a supported format (JPEG, PNG, BMP, WebP, GIF, TIFF)"
+            ) from None
+        raise BadImage(f"{name}: corrupt image header ({_one_line(exc)})") from None
+
+    width, height = im.size
+    if width * height > max_pixels:
+        raise BadImage(
+            f"{name}: too many pixels ({width}x{height} = {width * height:,}), "
+            f"above the pixel limit of {max_pixels:,}"
+        )
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise BadImage(
+            f"{name}: {width}x{height} is too small to contain a face "
+            f"(need at least {MIN_SIDE}x{MIN_SIDE})"
+        )
+    if im.format == "PNG":
+        # Pillow never checks IDAT checksums, so a flipped bit decodes to wrong pixels.
+        _check_png_crcs(opener, name)
+
+    im.seek(0)  # animated GIF / WebP / multi-page TIFF: the first frame only
+    im.load()
+    try:
+        upright = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block should not cost a good photo
+        upright = im
+    return _to_rgb_array(upright, name)
+
+
+def _check_png_crcs(opener: Callable[[], BinaryIO], name: str) -> None:
+    """Walk the PNG chunks on a fresh stream and verify every CRC, reading 1 MiB at a time."""
+    with opener() as fp:
+        if fp.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+            return
+        while True:
+            header = fp.read(8)
+            if len(header) < 8:
+                raise BadImage(f"{name}: truncated image (PNG ends without an IEND chunk)")
+            length = int.from_bytes(header[:4], "big")
+            kind = header[4:]
+            label = kind.decode("latin-1")
+            if length > 0x7FFF_FFFF:
+                raise BadImage(f"{name}: corrupt PNG (impossible length in {label!r} chunk)")
+            crc = zlib.crc32(kind)
+            left = length
+            while left:
+                block = fp.read(min(left, _CRC_BLOCK))
+                if not block:
+                    raise BadImage(f"{name}: truncated image (PNG {label!r} chunk is cut off)")
+                crc = zlib.crc32(block, crc)
+                left -= len(block)
+            stored = fp.read(4)
+            if len(stored) < 4:
+                raise BadImage(f"{name}: truncated image (PNG {label!r} chunk is cut off)")
+            if int.from_bytes(stored, "big") != crc:
+                raise BadImage(f"{name}: corrupt PNG (bad CRC in {label!r} chunk)")
+            if kind == b"IEND":
+                return
+
+
+def _to_rgb_array(im: Image.Image, name: str) -> np.ndarray:
+    """Bring every Pillow mode to 8-bit RGB the way a viewer would display it."""
+    mode = im.mode
+    if mode.startswith("I"):
+        gray = _int_to_uint8(im)
+    elif mode == "F":
+        gray = _float_to_uint8(np.asarray(im, dtype=np.float64))
+    elif mode == "RGB" and "transparency" not in im.info:
+        gray = None
+    elif im.has_transparency_data:
+        return _over_white(np.asarray(im.convert("RGBA")))
+    else:
+        try:
+            im = im.convert("RGB")
+        except ValueError as exc:
+            raise BadImage(f"{name}: unsupported colour mode {mode} ({_one_line(exc)})") from None
+        gray = None
+    if gray is not None:
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    else:
+        rgb = np.asarray(im, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8, order="C", copy=True)
+
+
+def _int_to_uint8(im: Image.Image) -> np.ndarray:
+    """Scale by the real bit depth (65535 -> 255), because clipping would turn 16-bit white."""
+    values = np.asarray(im.convert("I") if im.mode != "I" else im).astype(np.int64)
+    values = np.clip(values, 0, None)
+    bits = 16
+    if im.mode == "I" and values.size:
+        # 32-bit integer images: widen past 16 bits only if the data actually needs it.
+        bits = max(16, int(values.max()).bit_length())
+    return (values >> (bits - 8)).astype(np.uint8)
+
+
+def _float_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Floats are usually 0..1 (scale up) or already 0..255 (clip); NaN/inf become black/white."""
+    values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
+    if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+        values = values * 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite onto white: dropping alpha would expose arbitrary colours under it."""
+    rgb = rgba[:, :, :3].astype(np.uint32)
+    alpha = rgba[:, :, 3:4].astype(np.uint32)
+    out = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
+    return np.ascontiguousarray(out.astype(np.uint8))

@@ -1,0 +1,112 @@
+"""Checkpoints that carry everything needed to use them, and prove their integrity.
+
+A checkpoint holds the network config, preprocessing, weights, the calibrated
+threshold and a model id derived from a digest of the weights. Galleries record
+that id, so embeddings of different models are never mixed. Loading uses
+`torch.load(weights_only=True)` (no pickle code execution) and recomputes the
+digest, refusing files whose weights were altered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faceid.errors import ModelError
+
+FORMAT = "faceid-checkpoint"
+VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+
+
+@dataclass
+class Checkpoint:
+    config: dict
+    state_dict: dict
+    threshold: float
+    preprocess: dict = field(default_factory=lambda: {"mean": [0.5] * 3, "std": [0.5] * 3})
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return weights_digest(self.state_dict)
+
+    @property
+    def model_id(self) -> str:
+        return f"faceid-{self.digest[:12]}"
+
+
+def weights_digest(state_dict: dict) -> str:
+    """sha256 over names, shapes, dtypes and bytes of every tensor, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(-1).view(__import__("torch").uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write atomically; refuse to replace an existing file unless overwrite is set."""
+    import torch
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ModelError(f"{path} exists: choose another file or pass overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": ckpt.config,
+        "preprocess": ckpt.preprocess,
+        "threshold": float(ckpt.threshold),
+        "digest": ckpt.digest,
+        "meta": ckpt.meta,
+        "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
+    """Load and verify a checkpoint; the default one ships inside the package."""
+    import torch
+
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    if not path.is_file():
+        if path == DEFAULT_CHECKPOINT:
+            raise ModelError("no model is installed: the default checkpoint is missing; pass --model")
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for corrupt or unsafe files
+        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a faceid checkpoint")
+    if payload.get("version") != VERSION:
+        raise ModelError(f"{path} has checkpoint format version {payload.get('version')}, expected {VERSION}")
+    try:
+        ckpt = Checkpoint(
+            config=dict(payload["config"]),
+            state_dict=dict(payload["state_dict"]),
+            threshold=float(payload["threshold"]),
+            preprocess=dict(payload["preprocess"]),
+            meta=dict(payload.get("meta", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path} is missing checkpoint fields: {exc}") from None
+    if ckpt.digest != payload.get("digest"):
+        raise ModelError(f"{path} does not match its recorded digest: the weights were altered")
+    return ckpt

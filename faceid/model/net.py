@@ -1,0 +1,82 @@
+"""The encoder network: a compact ResNet whose head gives an L2-normalised embedding.
+
+Faces are aligned, so position carries meaning: the head flattens the final
+feature map (instead of global average pooling) before projecting to 128-d.
+Everything that shapes the network is in `NetConfig`, which checkpoints store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    input_size: int = 64
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: tuple[int, ...] = (1, 2, 2, 1)
+    embedding_dim: int = 128
+    dropout: float = 0.2
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"], d["blocks"] = list(self.widths), list(self.blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetConfig:
+        d = dict(d)
+        d["widths"], d["blocks"] = tuple(d["widths"]), tuple(d["blocks"])
+        return cls(**d)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.short is None else self.short(x)))
+
+
+class FaceNet(nn.Module):
+    """Stem (stride 2), one stage per width (stride 2 after the first), flatten head."""
+
+    def __init__(self, config: NetConfig = NetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        w = config.widths
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w[0], 3, 2, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(inplace=True)
+        )
+        layers, cin = [], w[0]
+        for i, (width, n) in enumerate(zip(w, config.blocks)):
+            for j in range(n):
+                layers.append(BasicBlock(cin, width, 2 if (i > 0 and j == 0) else 1))
+                cin = width
+        self.body = nn.Sequential(*layers)
+        side = config.input_size // 2 ** len(w)
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(cin),
+            nn.Dropout(config.dropout),
+            nn.Flatten(),
+            nn.Linear(cin * side * side, config.embedding_dim, bias=False),
+            nn.BatchNorm1d(config.embedding_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 3, S, S) normalised floats -> (N, D) unit vectors."""
+        return F.normalize(self.head(self.body(self.stem(x))), dim=1)

@@ -1,0 +1,221 @@
+"""The training loop: P x K batches, augmentation, online mining, triplet loss
+(plus optional distillation), warm-up and cosine schedule, a checkpoint every
+epoch, resume, validation on held-out people, and the best model kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from faceid.model.net import FaceNet, NetConfig
+from faceid.train.augment import augment
+from faceid.train.data import FaceCache
+from faceid.train.losses import DistillationLoss, TripletLoss
+from faceid.train.miners import MINERS
+from faceid.train.sampler import PKSampler
+
+
+@dataclass
+class TrainConfig:
+    cache: str
+    out: str
+    epochs: int = 30
+    p: int = 32
+    k: int = 4
+    singles: int = 32
+    miner: str = "batch-hard"
+    margin: float = 0.2
+    distill: float = 0.0
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    val_share: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    people: list[str] | None = None
+    net: dict = field(default_factory=lambda: NetConfig().to_dict())
+
+
+def split_people(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a seeded share of the multi-photo people: validation never sees trained faces."""
+    counts = np.bincount(labels)
+    multi = np.flatnonzero(counts >= 2)
+    rng = np.random.default_rng(seed)
+    val_people = rng.choice(multi, max(2, int(round(len(multi) * share))), replace=False)
+    is_val = np.isin(labels, val_people)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def validation_pairs(labels: np.ndarray, seed: int, max_same_per_person: int = 10):
+    """All same-person pairs (capped per person) and as many different-person pairs."""
+    rng = np.random.default_rng(seed)
+    same = []
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        pairs = [(a, b) for i, a in enumerate(idx) for b in idx[i + 1 :]]
+        rng.shuffle(pairs)
+        same += pairs[:max_same_per_person]
+    diff = []
+    while len(diff) < len(same):
+        a, b = rng.integers(0, len(labels), 2)
+        if labels[a] != labels[b]:
+            diff.append((a, b))
+    pairs = np.array(same + diff)
+    return pairs, np.array([True] * len(same) + [False] * len(diff))
+
+
+def to_input(crops: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 255
+
+
+def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(crops), batch):
+            out.append(net((to_input(crops[i : i + batch], device) - 0.5) / 0.5).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def validate(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, same: np.ndarray,
+             device: str) -> dict:
+    from faceid.evaluate import metrics
+
+    emb = embed(net, crops, device)
+    dist = ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+    threshold, acc = metrics.best_threshold(dist, same)
+    tar, _ = metrics.tar_at_far(dist, same, 1e-2)
+    return {
+        "val_accuracy": float(acc),
+        "val_threshold": float(threshold),
+        "val_auc": float(metrics.roc_auc(dist, same)),
+        "val_tar_far1e-2": float(tar),
+        "val_kfold_accuracy": float(metrics.kfold_accuracy(dist, same, 10)["mean"]),
+    }
+
+
+def lr_at(step: float, total: float, warmup: float, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup)))
+
+
+def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> dict:
+    """Train, writing last.pt / best.pt / log.jsonl into cfg.out; returns the best validation row."""
+    from tqdm import tqdm
+
+    from faceid.model.encoder import resolve_device
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    data = FaceCache.load(Path(cfg.cache), cfg.people)
+    train_idx, val_idx = split_people(data.labels, cfg.val_share, cfg.seed)
+    val_crops = data.crops[val_idx]
+    val_pairs, val_same = validation_pairs(data.labels[val_idx], cfg.seed)
+    sampler = PKSampler(data.labels[train_idx], cfg.p, cfg.k, cfg.singles, cfg.seed)
+
+    net_cfg = NetConfig.from_dict(cfg.net)
+    net = FaceNet(net_cfg).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    miner = MINERS[cfg.miner]
+    triplet_loss = TripletLoss(cfg.margin)
+    distill = None
+    if cfg.distill > 0:
+        if data.teacher is None:
+            raise ValueError("--distill needs a cache prepared with --teacher")
+        teacher_mean = torch.from_numpy(data.teacher[train_idx].mean(0))
+        distill = DistillationLoss(teacher_mean).to(device)
+    use_amp = device == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, best, elapsed = 0, None, 0.0
+    last = out / "last.pt"
+    if resume and last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sampler.rng = np.random.default_rng(cfg.seed + state["epoch"])
+        start_epoch, best, elapsed = state["epoch"], state.get("best"), state.get("elapsed", 0.0)
+
+    steps_per_epoch = len(sampler)
+    total = cfg.epochs * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    log = (out / "log.jsonl").open("a")
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        net.train()
+        sums = {"loss": 0.0, "triplet": 0.0, "distill": 0.0, "active": 0.0, "triplets": 0}
+        bar = tqdm(sampler, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False)
+        for step, batch in enumerate(bar):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr)
+            idx = train_idx[batch]
+            x = augment(to_input(data.crops[idx], device))
+            labels = torch.from_numpy(data.labels[idx]).to(device)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_amp):
+                emb = net((x - 0.5) / 0.5).float()
+            triplets = miner(emb, labels, cfg.margin)
+            t_loss, active = triplet_loss(emb, triplets)
+            loss = t_loss
+            d_loss = torch.zeros(())
+            if distill is not None:
+                d_loss = distill(emb, torch.from_numpy(data.teacher[idx]).to(device))
+                loss = loss + cfg.distill * d_loss
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sums["loss"] += float(loss)
+            sums["triplet"] += float(t_loss)
+            sums["distill"] += float(d_loss)
+            sums["active"] += active
+            sums["triplets"] += len(triplets[0])
+            bar.set_postfix(loss=f"{float(loss):.3f}", active=f"{active:.2f}")
+        elapsed += time.time() - t0
+        row = {k: v / steps_per_epoch for k, v in sums.items()}
+        row.update(epoch=epoch + 1, lr=opt.param_groups[0]["lr"], seconds=round(elapsed, 1),
+                   images_per_s=round(steps_per_epoch * len(batch) / (time.time() - t0), 1))
+        row.update(validate(net, val_crops, val_pairs, val_same, device))
+        is_best = best is None or row["val_auc"] > best["val_auc"]
+        if is_best:
+            best = row
+            _export(net, cfg, row, out / "best.pt")
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        if progress:
+            tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                   for k, v in row.items()}))
+        torch.save({"state_dict": net.state_dict(), "optimizer": opt.state_dict(),
+                    "epoch": epoch + 1, "best": best, "elapsed": elapsed}, out / "last.tmp")
+        (out / "last.tmp").replace(last)
+    log.close()
+    return best
+
+
+def _export(net: FaceNet, cfg: TrainConfig, row: dict, path: Path) -> None:
+    """A self-contained inference checkpoint, threshold calibrated on validation people."""
+    ckpt = Checkpoint(
+        config=NetConfig.from_dict(cfg.net).to_dict(),
+        state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        threshold=row["val_threshold"],
+        meta={"train_config": asdict(cfg) | {"people": None}, "validation": row},
+    )
+    save_checkpoint(ckpt, path, overwrite=True)
+    load_checkpoint(path)  # refuse to leave a checkpoint that does not read back
