@@ -54,7 +54,9 @@ def model_file(name: str) -> Path:
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("face_recognition_models is not installed: pip install face_recognition_models")
+        raise ModelError(
+            "face_recognition_models is not installed: pip install face_recognition_models"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
         raise ModelError(f"dlib model file missing: {path}")
@@ -73,7 +75,9 @@ class DlibHOGDetector:
 
         self.upsample = int(upsample)
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
+        self._predictor = dlib.shape_predictor(
+            str(model_file("shape_predictor_5_face_landmarks.dat"))
+        )
         self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> list[Face]:

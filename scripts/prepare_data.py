@@ -18,9 +18,14 @@ from faceid.train.data import prepare_cache, read_people_file, scan_people
 
 
 @click.command()
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--people", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="LFW people file: only these people (e.g. peopleDevTrain.txt).")
+@click.option(
+    "--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option(
+    "--people",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="LFW people file: only these people (e.g. peopleDevTrain.txt).",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--size", default=64, show_default=True, help="Crop side in pixels.")
 @click.option("--upsample", default=1, show_default=True, help="HOG detector upsampling.")
@@ -32,8 +37,9 @@ def main(root, people, out, size, upsample, workers, teacher, limit):
     items = scan_people(root, names)
     if limit:
         items = items[:limit]
-    summary = prepare_cache(items, out, size=size, upsample=upsample,
-                            workers=workers or None, teacher=teacher)
+    summary = prepare_cache(
+        items, out, size=size, upsample=upsample, workers=workers or None, teacher=teacher
+    )
     summary = {k: v for k, v in summary.items() if k != "notes"}
     click.echo(json.dumps(summary, indent=1))
 

@@ -28,8 +28,12 @@ from faceid.train.miners import MINERS
 @click.option("--singles", default=32, show_default=True, help="One-photo people per batch.")
 @click.option("--miner", type=click.Choice(sorted(MINERS)), default="batch-hard", show_default=True)
 @click.option("--margin", default=0.2, show_default=True, help="Triplet margin alpha.")
-@click.option("--distill", default=0.0, show_default=True,
-              help="Weight of distillation from dlib's descriptors (0 = triplet loss only).")
+@click.option(
+    "--distill",
+    default=0.0,
+    show_default=True,
+    help="Weight of distillation from dlib's descriptors (0 = triplet loss only).",
+)
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--input-size", default=64, show_default=True)
 @click.option("--widths", default="32,64,128,256", show_default=True)
@@ -38,16 +42,49 @@ from faceid.train.miners import MINERS
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, help="torch CPU threads (0 = torch's default).")
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming.")
-def main(cache, out, epochs, p, k, singles, miner, margin, distill, lr, input_size, widths,
-         blocks, seed, device, threads, fresh):
+def main(
+    cache,
+    out,
+    epochs,
+    p,
+    k,
+    singles,
+    miner,
+    margin,
+    distill,
+    lr,
+    input_size,
+    widths,
+    blocks,
+    seed,
+    device,
+    threads,
+    fresh,
+):
     from faceid.model.net import NetConfig
     from faceid.train.loop import TrainConfig, train
 
-    net = NetConfig(input_size=input_size, widths=tuple(int(w) for w in widths.split(",")),
-                    blocks=tuple(int(b) for b in blocks.split(",")))
-    cfg = TrainConfig(cache=cache, out=out, epochs=epochs, p=p, k=k, singles=singles, miner=miner,
-                      margin=margin, distill=distill, lr=lr, seed=seed, device=device,
-                      threads=threads, net=net.to_dict())
+    net = NetConfig(
+        input_size=input_size,
+        widths=tuple(int(w) for w in widths.split(",")),
+        blocks=tuple(int(b) for b in blocks.split(",")),
+    )
+    cfg = TrainConfig(
+        cache=cache,
+        out=out,
+        epochs=epochs,
+        p=p,
+        k=k,
+        singles=singles,
+        miner=miner,
+        margin=margin,
+        distill=distill,
+        lr=lr,
+        seed=seed,
+        device=device,
+        threads=threads,
+        net=net.to_dict(),
+    )
     best = train(cfg, resume=not fresh)
     click.echo(json.dumps(best, indent=1))
 

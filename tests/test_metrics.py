@@ -29,7 +29,7 @@ def _brute_auc(dist, same):
     return wins / (len(gen) * len(imp))
 
 
-# --------------------------------------------------------------------------- separated / inverted / tied
+# --- separated / inverted / tied ---------------------------------------------
 
 
 def test_perfectly_separated():
@@ -78,12 +78,11 @@ def test_roc_ties_and_start_point():
     np.testing.assert_array_equal(thr[1:], [0.1, 0.2, 0.3])
     assert thr[0] < 0.1
     assert np.all(np.diff(thr) > 0)
-    assert m.roc_auc(dist, same) == pytest.approx(0.75 * 1 + 0.0)  # = brute force below
+    assert m.roc_auc(dist, same) == pytest.approx(0.625)  # (0.5 + 1 + 0 + 1) / 4
     assert m.roc_auc(dist, same) == pytest.approx(_brute_auc(dist, same.astype(bool)))
 
 
 def test_eer_interpolates_between_roc_points():
-    # gen 0.1 0.3 ; imp 0.2 0.4: FRR-FAR goes 1, 0.5, 0.0 (at 0.2? no) -> check exactly
     dist, same = _pairs([0.1, 0.3], [0.2, 0.4])
     # points: thr<0.1 (0,0); 0.1 (far 0, tar .5); 0.2 (far .5, tar .5); 0.3 (.5, 1); 0.4 (1, 1)
     # FRR - FAR at 0.2 is 0.5 - 0.5 = 0 -> EER 0.5 exactly at threshold 0.2
@@ -107,7 +106,7 @@ def test_eer_interpolates_between_roc_points():
     assert thr == pytest.approx(0.25)
 
 
-# --------------------------------------------------------------------------- operating points
+# --- operating points --------------------------------------------------------
 
 
 TAR_FAR = _pairs(
@@ -123,7 +122,7 @@ TAR_FAR = _pairs(
         (0.1, 0.5, 0.3),  # one impostor (0.2) may pass: stop below 0.4
         (0.15, 0.5, 0.3),  # 1.5 impostors rounds down to one
         (0.25, 0.75, 0.5),
-        (0.5, 1.0, 0.8),  # 0.9 would be the sixth impostor
+        (0.5, 1.0, 0.9),  # five of ten may pass; 1.0 would be the sixth
         (1.0, 1.0, 1.4),
     ],
 )
@@ -172,7 +171,7 @@ def test_best_threshold_single_class():
     assert acc == 1.0 and thr < 0.2
 
 
-# --------------------------------------------------------------------------- k-fold
+# --- k-fold ------------------------------------------------------------------
 
 
 # fold 0 is perfectly separable (threshold 0.425); fold 1 is alternating (threshold 0.3)
@@ -207,11 +206,14 @@ def test_kfold_int_split_is_contiguous():
 
 
 def test_kfold_single_class_is_defined():
+    # all genuine: each fold's threshold is "accept all" just above the other fold's
+    # largest distance (0.45, then 0.25), so only the first fold scores
     res = m.kfold_accuracy(np.array([0.1, 0.2, 0.3, 0.4]), np.ones(4, bool), folds=2)
-    assert res["mean"] == 1.0
+    assert res["per_fold"] == [1.0, 0.0]
+    assert res["thresholds"] == pytest.approx([0.45, 0.25])
 
 
-# --------------------------------------------------------------------------- identification
+# --- identification ----------------------------------------------------------
 
 
 GALLERY = np.array(["a", "a", "b", "c"])
@@ -275,7 +277,7 @@ def test_open_set_at():
     assert res["genuine_identified"] is None
 
 
-# --------------------------------------------------------------------------- validation
+# --- validation --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -331,7 +333,7 @@ def test_other_validation():
         m.open_set_at([], [], [], 0.1)
 
 
-# --------------------------------------------------------------------------- properties
+# --- properties --------------------------------------------------------------
 
 
 # few distinct values so that ties are common

@@ -54,8 +54,12 @@ def test_batch_all_returns_exactly_the_triplets_with_positive_loss():
     d = lambda i, j: (emb[i, 0] - emb[j, 0]) ** 2  # noqa: E731
     expected = {
         (i, j, k)
-        for i in range(4) for j in range(4) for k in range(4)
-        if i != j and labels[i] == labels[j] and labels[k] != labels[i]
+        for i in range(4)
+        for j in range(4)
+        for k in range(4)
+        if i != j
+        and labels[i] == labels[j]
+        and labels[k] != labels[i]
         and d(i, j) - d(i, k) + 0.2 > 0
     }
     assert set(zip(a.tolist(), p.tolist(), n.tolist())) == expected

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- validation
+# --- validation --------------------------------------------------------------
 
 
 def _as_dist(dist: object, name: str = "dist") -> np.ndarray:
@@ -106,7 +106,7 @@ def _largest_threshold(candidates: np.ndarray, negatives: np.ndarray, far: float
     return float(cand[ok[-1]])
 
 
-# --------------------------------------------------------------------------- verification
+# --- verification ------------------------------------------------------------
 
 
 def roc(dist: object, same: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,7 +273,7 @@ def kfold_accuracy(dist: object, same: object, folds: np.ndarray | int = 10) -> 
     }
 
 
-# --------------------------------------------------------------------------- identification
+# --- identification ----------------------------------------------------------
 
 
 def true_ranks(dist_matrix: object, probe_labels: object, gallery_labels: object) -> np.ndarray:
@@ -343,9 +343,7 @@ def _open_set_inputs(
     g = np.asarray(genuine_best_dist, dtype=np.float64).reshape(-1)
     c = np.asarray(genuine_correct).reshape(-1)
     if c.size != g.size:
-        raise ValueError(
-            f"genuine_correct has {c.size} entries but genuine_best_dist has {g.size}"
-        )
+        raise ValueError(f"genuine_correct has {c.size} entries but genuine_best_dist has {g.size}")
     c = _as_labels(c, g.size, "genuine_correct") if c.size else c.astype(bool)
     i = np.asarray(impostor_best_dist, dtype=np.float64).reshape(-1)
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(i))):

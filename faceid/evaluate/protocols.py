@@ -118,8 +118,7 @@ def read_pairs(pairs_file: str | Path, root: str | Path, *, ext: str = ".jpg") -
             same = False
         else:
             raise ValueError(
-                f"{path}:{no}: expected 3 fields (same) or 4 fields (different), "
-                f"got {len(fields)}"
+                f"{path}:{no}: expected 3 fields (same) or 4 fields (different), got {len(fields)}"
             )
         if same != want_same:
             kind = "same-person (3 fields)" if want_same else "different-people (4 fields)"

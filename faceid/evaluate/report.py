@@ -35,7 +35,7 @@ IDENTIFY_FARS = (1e-2, 1e-1)
 _PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 
-# --------------------------------------------------------------------------- writing files
+# --- writing files -----------------------------------------------------------
 
 
 def _plain(obj: Any) -> Any:
@@ -108,7 +108,7 @@ def _save_png(fig: Any, path: str | Path) -> None:
     _atomic_write(path, lambda fh: fig.savefig(fh, format="png"), "wb")
 
 
-# --------------------------------------------------------------------------- plots
+# --- plots -------------------------------------------------------------------
 
 
 def plot_roc(
@@ -180,11 +180,21 @@ def plot_distance_histograms(
     ax = fig.add_subplot(1, 1, 1)
     for mask, name, color in ((s, "genuine", "tab:green"), (~s, "impostor", "tab:red")):
         if mask.any():
-            ax.hist(d[mask], bins=bins, density=True, alpha=0.5, color=color,
-                    label=f"{name} (n={int(mask.sum())})")
+            ax.hist(
+                d[mask],
+                bins=bins,
+                density=True,
+                alpha=0.5,
+                color=color,
+                label=f"{name} (n={int(mask.sum())})",
+            )
     if threshold is not None:
-        ax.axvline(float(threshold), color="black", linestyle="--",
-                   label=f"threshold {float(threshold):.3f}")
+        ax.axvline(
+            float(threshold),
+            color="black",
+            linestyle="--",
+            label=f"threshold {float(threshold):.3f}",
+        )
     ax.set_xlabel("squared L2 distance")
     ax.set_ylabel("density")
     ax.legend()
@@ -208,7 +218,7 @@ def plot_cmc(cmc_curve: object, path: str | Path) -> None:
     _save_png(fig, path)
 
 
-# --------------------------------------------------------------------------- reports
+# --- reports -----------------------------------------------------------------
 
 
 def _summary(values: np.ndarray) -> dict | None:

@@ -87,7 +87,9 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not path.is_file():
         if path == DEFAULT_CHECKPOINT:
-            raise ModelError("no model is installed: the default checkpoint is missing; pass --model")
+            raise ModelError(
+                "no model is installed: the default checkpoint is missing; pass --model"
+            )
         raise ModelError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -96,7 +98,9 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not a faceid checkpoint")
     if payload.get("version") != VERSION:
-        raise ModelError(f"{path} has checkpoint format version {payload.get('version')}, expected {VERSION}")
+        raise ModelError(
+            f"{path} has checkpoint format version {payload.get('version')}, expected {VERSION}"
+        )
     try:
         ckpt = Checkpoint(
             config=dict(payload["config"]),

@@ -39,7 +39,9 @@ class Encoder:
             net = FaceNet(self.config)
             net.load_state_dict(checkpoint.state_dict)
         except (TypeError, KeyError, RuntimeError) as exc:
-            raise ModelError(f"checkpoint does not fit the network: {str(exc).splitlines()[0]}") from None
+            raise ModelError(
+                f"checkpoint does not fit the network: {str(exc).splitlines()[0]}"
+            ) from None
         self.net = net.eval().to(self.device)
         pre = checkpoint.preprocess
         self._mean = torch.tensor(pre["mean"], device=self.device).view(1, 3, 1, 1) * 255
@@ -67,7 +69,9 @@ class Encoder:
 
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
-            raise ValueError(f"expected (N, {self.input_size}, {self.input_size}, 3) crops, got {crops.shape}")
+            raise ValueError(
+                f"expected (N, {self.input_size}, {self.input_size}, 3) crops, got {crops.shape}"
+            )
         out = np.empty((len(crops), self.config.embedding_dim), np.float32)
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):

@@ -12,9 +12,18 @@ import torch
 from torch.nn import functional as F
 
 
-def augment(x: torch.Tensor, *, flip: float = 0.5, rotate_deg: float = 8.0, scale: float = 0.08,
-            shift: float = 0.05, color: float = 0.25, gray: float = 0.1, blur: float = 0.1,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(
+    x: torch.Tensor,
+    *,
+    flip: float = 0.5,
+    rotate_deg: float = 8.0,
+    scale: float = 0.08,
+    shift: float = 0.05,
+    color: float = 0.25,
+    gray: float = 0.1,
+    blur: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """x: (N, 3, S, S) floats in [0, 1] -> augmented copy, same shape and range."""
     n, dev = len(x), x.device
 
@@ -26,24 +35,31 @@ def augment(x: torch.Tensor, *, flip: float = 0.5, rotate_deg: float = 8.0, scal
     s = 1 + (rand(n) * 2 - 1) * scale
     sign = torch.where(rand(n) < flip, -1.0, 1.0)
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
-    theta = torch.stack([
-        torch.stack([cos * sign, -sin, (rand(n) * 2 - 1) * shift * 2], 1),
-        torch.stack([sin * sign, cos, (rand(n) * 2 - 1) * shift * 2], 1),
-    ], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * sign, -sin, (rand(n) * 2 - 1) * shift * 2], 1),
+            torch.stack([sin * sign, cos, (rand(n) * 2 - 1) * shift * 2], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # Brightness, contrast, saturation.
     b = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color
     c = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color
     sat = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color
-    lum = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    lum = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(
+        1, keepdim=True
+    )
     x = lum + (x - lum) * sat
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * c + mean
     x = x * b
     # Grayscale.
     g = rand(n, 1, 1, 1) < gray
-    lum = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    lum = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(
+        1, keepdim=True
+    )
     x = torch.where(g, lum.expand_as(x), x)
     # Blur with a 3x3 Gaussian.
     k = torch.tensor([1.0, 2.0, 1.0], device=dev)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceid.imageio import is_image_path
+from faceid.imageio import is_image_path, load_image
+from faceid.pipeline import crop_photo
 
 CROPS = "crops.u8"
 INDEX = "index.json"
@@ -26,7 +27,11 @@ TEACHER = "teacher.npy"
 def scan_people(root: Path, people: list[str] | None = None) -> list[tuple[str, Path]]:
     """(name, path) for every image of a folder of per-person folders, optionally only `people`."""
     root = Path(root)
-    names = sorted(people) if people is not None else sorted(p.name for p in root.iterdir() if p.is_dir())
+    names = (
+        sorted(people)
+        if people is not None
+        else sorted(p.name for p in root.iterdir() if p.is_dir())
+    )
     items = []
     for name in names:
         folder = root / name
@@ -74,48 +79,22 @@ def _init_worker(job: _Job) -> None:
         )
 
 
-def _central_face(faces, shape):
-    """LFW photos are centred on their subject: prefer the face nearest the centre."""
-    cy, cx = shape[0] / 2, shape[1] / 2
-
-    def dist(face):
-        left, top, right, bottom = face.box
-        return ((left + right) / 2 - cx) ** 2 + ((top + bottom) / 2 - cy) ** 2
-
-    return min(faces, key=dist)
-
-
 def _prepare_one(path: str):
-    from faceid.align import align
-    from faceid.detect import landmarks_in_box
-    from faceid.errors import FaceIDError
-    from faceid.imageio import load_image
-
     job: _Job = _state["job"]
-    try:
-        image = load_image(path)
-    except FaceIDError as exc:
-        return None, None, f"unreadable: {exc}"
-    faces = _state["detector"].detect(image)
-    note = ""
-    if faces:
-        face = _central_face(faces, image.shape)
-        box, points = face.box, face.landmarks
-    else:
-        # No detection: fall back to a central box (LFW-style photos) so the person
-        # keeps the photo; the index records it.
-        h, w = image.shape[:2]
-        box = (int(w * 0.3), int(h * 0.3), int(w * 0.7), int(h * 0.7))
-        points = landmarks_in_box(image, box)
-        note = "no face detected: central-box fallback"
-    crop = align(image, points, job.size)
+    # LFW-style photos are centred on their subject: take the central face, and when
+    # none is detected keep the photo through the central-box fallback.
+    result = crop_photo(path, _state["detector"], job.size, pick="center", on_no_face="full-image")
+    if result.crop is None:
+        return None, None, f"unreadable: {result.error}"
+    note = "no face detected: central-box fallback" if result.status == "fallback" else ""
     teacher = None
     if job.teacher:
         import dlib
 
-        shape = _state["sp"](image, dlib.rectangle(*[int(v) for v in box]))
+        image = load_image(path)
+        shape = _state["sp"](image, dlib.rectangle(*[int(v) for v in result.face.box]))
         teacher = np.asarray(_state["rec"].compute_face_descriptor(image, shape), np.float32)
-    return crop, teacher, note
+    return result.crop, teacher, note
 
 
 def prepare_cache(
@@ -127,7 +106,7 @@ def prepare_cache(
     workers: int | None = None,
     teacher: bool = False,
 ) -> dict:
-    """Detect, align (and optionally describe with dlib) every item into `out`; returns a summary."""
+    """Detect, align (and optionally describe with dlib) every item into `out`."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -142,7 +121,9 @@ def prepare_cache(
     paths = [str(p) for _, p in items]
     with ctx.Pool(workers, _init_worker, (_Job(size, upsample, teacher),)) as pool:
         results = pool.imap(_prepare_one, paths, chunksize=8)
-        for i, (crop, target, note) in enumerate(tqdm(results, total=n, desc="prepare", unit="img")):
+        for i, (crop, target, note) in enumerate(
+            tqdm(results, total=n, desc="prepare", unit="img")
+        ):
             if crop is not None:
                 crops[i] = crop
                 keep[i] = True
@@ -171,7 +152,7 @@ def prepare_cache(
 
 @dataclass
 class FaceCache:
-    """A prepared cache in memory: crops (N,S,S,3) uint8, integer labels, names, optional teacher."""
+    """A prepared cache in memory: uint8 crops, integer labels, names, optional teacher."""
 
     crops: np.ndarray
     labels: np.ndarray

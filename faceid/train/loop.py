@@ -75,7 +75,9 @@ def validation_pairs(labels: np.ndarray, seed: int, max_same_per_person: int = 1
 
 def to_input(crops: np.ndarray, device: str) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 255
+    return (
+        torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 255
+    )
 
 
 def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
@@ -87,8 +89,9 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
     return torch.cat(out).numpy()
 
 
-def validate(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, same: np.ndarray,
-             device: str) -> dict:
+def validate(
+    net: FaceNet, crops: np.ndarray, pairs: np.ndarray, same: np.ndarray, device: str
+) -> dict:
     from faceid.evaluate import metrics
 
     emb = embed(net, crops, device)
@@ -111,7 +114,7 @@ def lr_at(step: float, total: float, warmup: float, base: float) -> float:
 
 
 def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> dict:
-    """Train, writing last.pt / best.pt / log.jsonl into cfg.out; returns the best validation row."""
+    """Train into cfg.out (last.pt, best.pt, log.jsonl); returns the best validation row."""
     from tqdm import tqdm
 
     from faceid.model.encoder import resolve_device
@@ -161,8 +164,13 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         t0 = time.time()
         net.train()
         sums = {"loss": 0.0, "triplet": 0.0, "distill": 0.0, "active": 0.0, "triplets": 0}
-        bar = tqdm(sampler, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            sampler,
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for step, batch in enumerate(bar):
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr)
@@ -190,8 +198,12 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             bar.set_postfix(loss=f"{float(loss):.3f}", active=f"{active:.2f}")
         elapsed += time.time() - t0
         row = {k: v / steps_per_epoch for k, v in sums.items()}
-        row.update(epoch=epoch + 1, lr=opt.param_groups[0]["lr"], seconds=round(elapsed, 1),
-                   images_per_s=round(steps_per_epoch * len(batch) / (time.time() - t0), 1))
+        row.update(
+            epoch=epoch + 1,
+            lr=opt.param_groups[0]["lr"],
+            seconds=round(elapsed, 1),
+            images_per_s=round(steps_per_epoch * len(batch) / (time.time() - t0), 1),
+        )
         row.update(validate(net, val_crops, val_pairs, val_same, device))
         is_best = best is None or row["val_auc"] > best["val_auc"]
         if is_best:
@@ -200,10 +212,19 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         log.write(json.dumps(row) + "\n")
         log.flush()
         if progress:
-            tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                   for k, v in row.items()}))
-        torch.save({"state_dict": net.state_dict(), "optimizer": opt.state_dict(),
-                    "epoch": epoch + 1, "best": best, "elapsed": elapsed}, out / "last.tmp")
+            tqdm.write(
+                json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+            )
+        torch.save(
+            {
+                "state_dict": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "best": best,
+                "elapsed": elapsed,
+            },
+            out / "last.tmp",
+        )
         (out / "last.tmp").replace(last)
     log.close()
     return best

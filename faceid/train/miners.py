@@ -25,8 +25,12 @@ def _masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2,
-               distance: SquaredL2 | None = None) -> Triplets:
+def batch_hard(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    distance: SquaredL2 | None = None,
+) -> Triplets:
     """Per anchor: its farthest positive and its closest negative (Hermans et al. 2017)."""
     dist = (distance or SquaredL2()).pairwise(embeddings.detach().float())
     pos, neg = _masks(labels)
@@ -38,8 +42,12 @@ def batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0
 
 
 @torch.no_grad()
-def semi_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2,
-              distance: SquaredL2 | None = None) -> Triplets:
+def semi_hard(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    distance: SquaredL2 | None = None,
+) -> Triplets:
     """Per (anchor, positive): the closest negative farther than the positive but within
     the margin (FaceNet). Pairs with no such negative give no triplet."""
     dist = (distance or SquaredL2()).pairwise(embeddings.detach().float())
@@ -54,8 +62,12 @@ def semi_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.
 
 
 @torch.no_grad()
-def batch_all(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2,
-              distance: SquaredL2 | None = None) -> Triplets:
+def batch_all(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    distance: SquaredL2 | None = None,
+) -> Triplets:
     """Every valid triplet whose loss is not zero."""
     dist = (distance or SquaredL2()).pairwise(embeddings.detach().float())
     pos, neg = _masks(labels)

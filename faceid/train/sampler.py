@@ -14,8 +14,9 @@ import numpy as np
 
 
 class PKSampler:
-    def __init__(self, labels: np.ndarray, p: int = 32, k: int = 4, singles: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, labels: np.ndarray, p: int = 32, k: int = 4, singles: int = 0, seed: int = 0
+    ) -> None:
         labels = np.asarray(labels)
         self.p, self.k, self.singles = p, k, singles
         self.rng = np.random.default_rng(seed)
@@ -39,6 +40,9 @@ class PKSampler:
                 members = self.groups[g]
                 batch.append(self.rng.choice(members, self.k, replace=len(members) < self.k))
             if self.singles and len(self.single_idx):
-                batch.append(self.rng.choice(self.single_idx, min(self.singles, len(self.single_idx)),
-                                             replace=False))
+                batch.append(
+                    self.rng.choice(
+                        self.single_idx, min(self.singles, len(self.single_idx)), replace=False
+                    )
+                )
             yield np.concatenate(batch)

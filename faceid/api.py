@@ -1,0 +1,372 @@
+"""The verbs: enroll, verify, identify, embed, and gallery housekeeping.
+
+`FaceID` wires the stages (load -> detect -> align -> encode -> gallery) and
+nothing else; each stage lives in its own module. The encoder and detector are
+loaded on first use, so constructing a FaceID (or running `faceid list`) is cheap.
+
+    >>> from faceid import FaceID
+    >>> fid = FaceID(gallery="galleries/default")
+    >>> fid.enroll("ada.jpg", "Ada Lovelace")
+    >>> fid.verify("a.jpg", "b.jpg").same
+    >>> fid.identify("group.jpg", all_faces=True)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from faceid.errors import FaceIDError, NoFace, UsageError
+from faceid.pipeline import Crop, Timings, crop_photo, crop_photos
+
+DEFAULT_GALLERY = "galleries/default"
+Photo = str | os.PathLike | np.ndarray
+
+
+def default_gallery_path() -> Path:
+    """FACEID_GALLERY if set, else galleries/default under the current directory."""
+    return Path(os.environ.get("FACEID_GALLERY") or DEFAULT_GALLERY)
+
+
+@dataclass
+class Verification:
+    same: bool
+    distance: float
+    threshold: float
+
+    def to_dict(self) -> dict:
+        return {"same": self.same, "distance": round(self.distance, 6), "threshold": self.threshold}
+
+
+@dataclass
+class Identification:
+    """One face of a probe photo: its box and the nearest people, best first."""
+
+    box: tuple[int, int, int, int]
+    matches: list[dict]
+    threshold: float
+
+    @property
+    def name(self) -> str:
+        """The best match within the threshold, or 'unknown'."""
+        if self.matches and self.matches[0]["distance"] <= self.threshold:
+            return self.matches[0]["name"]
+        return "unknown"
+
+    @property
+    def distance(self) -> float | None:
+        return self.matches[0]["distance"] if self.matches else None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "distance": self.distance,
+            "threshold": self.threshold,
+            "box": list(self.box),
+            "matches": self.matches,
+        }
+
+
+@dataclass
+class EnrollReport:
+    """What an enrollment did, photo by photo: nothing is dropped without a line here."""
+
+    enrolled: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"enrolled": self.enrolled, "failed": self.failed}
+
+
+class FaceID:
+    """Face verification and recognition over one model and one gallery.
+
+    threshold: overrides the model's calibrated squared-L2 threshold.
+    upsample: HOG detector upsampling (1 finds faces down to ~40 px).
+    """
+
+    def __init__(
+        self,
+        gallery: str | os.PathLike | None = None,
+        model: str | os.PathLike | None = None,
+        *,
+        threshold: float | None = None,
+        device: str = "auto",
+        upsample: int = 1,
+        index: str = "Flat",
+    ) -> None:
+        self.gallery_path = Path(gallery) if gallery is not None else default_gallery_path()
+        self.model_path = model
+        self.device = device
+        self.upsample = upsample
+        self.index = index
+        self._threshold = threshold
+        self._encoder = None
+        self._detector = None
+        self._gallery = None
+        self.timings = Timings()
+
+    # -- lazily built stages -------------------------------------------------
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from faceid.model.encoder import Encoder
+
+            with self.timings.stage("load_model"):
+                self._encoder = Encoder.load(self.model_path, self.device)
+        return self._encoder
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from faceid.detect import DlibHOGDetector
+
+            self._detector = DlibHOGDetector(self.upsample)
+        return self._detector
+
+    @property
+    def gallery(self):
+        if self._gallery is None:
+            from faceid.gallery import Gallery
+
+            self._gallery = Gallery(
+                self.gallery_path, model_id=self.encoder.model_id, index_factory=self.index
+            )
+        return self._gallery
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold if self._threshold is not None else self.encoder.threshold
+
+    # -- embeddings ------------------------------------------------------------
+    def _crop(self, photo: Photo, pick: str = "single", on_no_face: str = "error") -> Crop:
+        result = crop_photo(
+            photo if isinstance(photo, np.ndarray) else os.fspath(photo),
+            self.detector,
+            self.encoder.input_size,
+            pick=pick,
+            on_no_face=on_no_face,
+            timings=self.timings,
+        )
+        result.raise_error()
+        return result
+
+    def _encode(self, crops: np.ndarray) -> np.ndarray:
+        with self.timings.stage("embed"):
+            return self.encoder.embed(crops)
+
+    def embed(self, photo: Photo, *, largest: bool = False) -> np.ndarray:
+        """The 128-d unit embedding of the one face in a photo (or the largest)."""
+        crop = self._crop(photo, "largest" if largest else "single")
+        return self._encode(crop.crop[None])[0]
+
+    def embed_many(
+        self,
+        photos: list[str | os.PathLike],
+        *,
+        on_no_face: str = "error",
+        largest: bool = False,
+        workers: int = 0,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, list[dict]]:
+        """Embeddings in input order, and one status row per photo.
+
+        on_no_face: 'error' raises on the first photo without a usable face,
+        'skip' leaves it out (its row says so), 'full-image' aligns a face
+        assumed at the photo's centre. The array has one row per photo that
+        produced an embedding, in input order.
+        """
+        results = list(
+            crop_photos(
+                [os.fspath(p) for p in photos],
+                self.encoder.input_size,
+                upsample=self.upsample,
+                pick="largest" if largest else "single",
+                on_no_face=on_no_face,
+                workers=workers,
+                progress=progress,
+                detector=self._detector,
+            )
+        )
+        rows, crops = [], []
+        for r in results:
+            if on_no_face == "error":
+                r.raise_error()
+            rows.append({"source": r.source, "status": r.status, "error": r.error or None})
+            if r.crop is not None:
+                crops.append(r.crop)
+        size = self.encoder.input_size
+        stack = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+        return self._encode(stack), rows
+
+    # -- verbs -------------------------------------------------------------------
+    def verify(self, a: Photo, b: Photo, *, largest: bool = False) -> Verification:
+        """Same person when ||f(a) - f(b)||² <= threshold."""
+        pick = "largest" if largest else "single"
+        crops = np.stack([self._crop(a, pick).crop, self._crop(b, pick).crop])
+        ea, eb = self._encode(crops)
+        d = float(((ea - eb) ** 2).sum())
+        return Verification(same=d <= self.threshold, distance=d, threshold=self.threshold)
+
+    def enroll(self, photo: Photo, name: str, *, largest: bool = False) -> int:
+        """Add one photo's face under `name`; returns the new embedding id."""
+        from faceid.gallery import validate_name
+
+        name = validate_name(name)
+        emb = self.embed(photo, largest=largest)
+        source = "<array>" if isinstance(photo, np.ndarray) else os.fsdecode(photo)
+        with self.timings.stage("write"):
+            return self.gallery.add(emb[None], [name], [source])[0]
+
+    def enroll_many(
+        self,
+        items: list[tuple[str, str | os.PathLike]],
+        *,
+        largest: bool = False,
+        workers: int = 0,
+        progress: bool = False,
+        write_every: int = 1000,
+    ) -> EnrollReport:
+        """Enroll (name, photo) pairs: detection in parallel, encoding in batches,
+        the gallery written once per `write_every` photos (and at the end).
+
+        Photos that fail (no face, several faces, unreadable) are reported, not fatal.
+        """
+        from faceid.gallery import validate_name
+
+        items = [(validate_name(n), os.fspath(p)) for n, p in items]
+        report = EnrollReport()
+        pending: list[tuple[str, Crop]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            emb = self._encode(np.stack([c.crop for _, c in pending]))
+            with self.timings.stage("write"):
+                ids = self.gallery.add(emb, [n for n, _ in pending], [c.source for _, c in pending])
+            for (n, c), i in zip(pending, ids):
+                report.enrolled.append({"name": n, "source": c.source, "id": int(i)})
+            pending.clear()
+
+        results = crop_photos(
+            [p for _, p in items],
+            self.encoder.input_size,
+            upsample=self.upsample,
+            pick="largest" if largest else "single",
+            workers=workers,
+            progress=progress,
+            detector=self._detector,
+        )
+        for (name, _), result in zip(items, results):
+            if result.crop is None:
+                report.failed.append({"name": name, "source": result.source, "error": result.error})
+                continue
+            pending.append((name, result))
+            if len(pending) >= write_every:
+                flush()
+        flush()
+        return report
+
+    @staticmethod
+    def enroll_items(
+        paths: list[str | os.PathLike], name: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(name, photo) pairs for enroll: photos under `name`, or one folder.
+
+        A folder of per-person folders gives each subfolder's photos its name;
+        photos directly inside a folder need `name`. Only one level is read, so
+        symlink loops cannot trap the scan; what is not a readable image file is
+        left for the loader to report.
+        """
+        from faceid.errors import BadImage
+        from faceid.imageio import is_image_path
+
+        items: list[tuple[str, str]] = []
+        for raw in paths:
+            path = Path(raw)
+            if not path.is_dir():
+                if name is None:
+                    raise UsageError(f"{os.fsdecode(path)}: give the person's name with --name")
+                items.append((name, os.fspath(path)))
+                continue
+            try:
+                entries = sorted(path.iterdir())
+            except OSError as exc:
+                raise BadImage(
+                    f"{os.fsdecode(path)}: cannot read folder ({exc.strerror})"
+                ) from None
+            flat = [p for p in entries if is_image_path(p) and p.is_file()]
+            if flat:
+                if name is None:
+                    raise UsageError(
+                        f"{os.fsdecode(path)} holds photos directly: give their person with --name"
+                    )
+                items += [(name, os.fspath(p)) for p in flat]
+            for sub in entries:
+                if sub.is_dir() and not sub.is_symlink():
+                    try:
+                        photos = sorted(
+                            p for p in sub.iterdir() if is_image_path(p) and p.is_file()
+                        )
+                    except OSError:
+                        continue
+                    items += [(name or sub.name, os.fspath(p)) for p in photos]
+            if not items:
+                raise UsageError(f"{os.fsdecode(path)}: no photos found")
+        return items
+
+    def identify(
+        self, photo: Photo, *, top_k: int = 1, all_faces: bool = False, largest: bool = False
+    ) -> list[Identification]:
+        """Nearest enrolled people for the face in a photo (or each face with all_faces).
+
+        A person is scored by their closest embedding; the best match is
+        returned as a name when within the threshold, else as 'unknown'.
+        """
+        from faceid.align import align
+        from faceid.imageio import load_image
+        from faceid.pipeline import choose_face
+
+        if top_k < 1:
+            raise UsageError("--top-k must be at least 1")
+        source = "<array>" if isinstance(photo, np.ndarray) else os.fsdecode(photo)
+        with self.timings.stage("load"):
+            image = photo if isinstance(photo, np.ndarray) else load_image(photo)
+        with self.timings.stage("detect"):
+            faces = self.detector.detect(image)
+        if not faces:
+            raise NoFace(f"{source}: no face found")
+        if not all_faces:
+            faces = [choose_face(faces, image, "largest" if largest else "single", source)]
+        with self.timings.stage("align"):
+            crops = np.stack([align(image, f.landmarks, self.encoder.input_size) for f in faces])
+        emb = self._encode(crops)
+        if len(self.gallery) == 0:
+            raise FaceIDError(f"the gallery {self.gallery_path} is empty: enroll someone first")
+        with self.timings.stage("search"):
+            hits = self.gallery.search(emb, top_k)
+        return [
+            Identification(
+                box=f.box,
+                matches=[{"name": m.name, "distance": round(float(m.distance), 6)} for m in h],
+                threshold=self.threshold,
+            )
+            for f, h in zip(faces, hits)
+        ]
+
+    def people(self) -> dict[str, int]:
+        """Enrolled names and how many photos each; reads only the manifest."""
+        from faceid.gallery import Gallery
+
+        return Gallery.inspect(self.gallery_path)["people"]
+
+    def remove(self, name: str) -> int:
+        return self.gallery.remove(name)
+
+    def rename(self, old: str, new: str) -> int:
+        from faceid.gallery import validate_name
+
+        return self.gallery.rename(old, validate_name(new))

@@ -1,0 +1,346 @@
+"""The `faceid` command: parse, call the API, print text or --json, map errors to exit codes.
+
+Exit codes: 0 success (verify: same person; identify: someone recognised),
+1 different person / unknown face / any error with the input, gallery or model,
+2 usage error. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from faceid.errors import FaceIDError, UsageError
+
+EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
+
+
+def _emit(ctx: click.Context, data: dict, text: str | None) -> None:
+    if ctx.obj["json"]:
+        click.echo(json.dumps(data, ensure_ascii=False, default=_plain))
+    elif text is not None:
+        click.echo(text)
+
+
+def _plain(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(type(obj).__name__)
+
+
+def _fail(ctx: click.Context | None, exc: Exception, code: int) -> None:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    click.echo(f"faceid: error: {message}", err=True)
+    if ctx is not None and ctx.obj and ctx.obj.get("json"):
+        click.echo(json.dumps({"error": message, "kind": type(exc).__name__}, ensure_ascii=False))
+    sys.exit(code)
+
+
+def guarded(fn):
+    """Turn FaceIDError (and anything unexpected) into one stderr line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except FaceIDError as exc:
+            _fail(ctx, exc, exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("faceid: interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # the promise: no traceback for users
+            if os.environ.get("FACEID_DEBUG"):
+                raise
+            _fail(
+                ctx,
+                RuntimeError(
+                    f"internal error ({type(exc).__name__}: {exc}); "
+                    "rerun with FACEID_DEBUG=1 for details"
+                ),
+                EXIT_NO,
+            )
+
+    return wrapper
+
+
+def common(fn):
+    """Options every command takes."""
+    options = [
+        click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout."),
+        click.option(
+            "--gallery",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Gallery folder [default: $FACEID_GALLERY or galleries/default].",
+        ),
+        click.option(
+            "--threshold",
+            type=float,
+            default=None,
+            help="Squared-L2 distance threshold [default: the model's].",
+        ),
+        click.option(
+            "--model",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Checkpoint file [default: the shipped model].",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, as_json, gallery, threshold, model, device, **kwargs):
+        from faceid.api import FaceID
+
+        ctx = click.get_current_context()
+        ctx.obj = {"json": as_json}
+        ctx.obj["fid"] = FaceID(gallery=gallery, model=model, threshold=threshold, device=device)
+        return fn(*args, **kwargs)
+
+    return guarded(wrapper)
+
+
+def _timings(fid) -> dict:
+    return {k: round(v * 1000, 2) for k, v in fid.timings.items()}
+
+
+def _timing_text(fid) -> str:
+    return "timings (ms): " + ", ".join(f"{k} {v}" for k, v in _timings(fid).items())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="faceid")
+def main() -> None:
+    """Face verification and recognition: enroll people, verify two photos, identify faces."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--name", help="Person's name (needed for single photos and flat folders).")
+@click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option("--workers", default=0, help="Detection processes [default: all cores].")
+@common
+def enroll(paths, name, largest, workers):
+    """Add faces to the gallery.
+
+    PATHS are photos (all enrolled as --name) or one folder of per-person
+    folders (the folder name is the person's name; a flat folder needs --name).
+    """
+    ctx = click.get_current_context()
+    fid = ctx.obj["fid"]
+    items = fid.enroll_items(list(paths), name)
+    report = fid.enroll_many(
+        items, largest=largest, workers=workers, progress=not ctx.obj["json"] and len(items) > 20
+    )
+    ok, bad = report.enrolled, report.failed
+    lines = [
+        f"enrolled {len(ok)} photo(s) of {len({r['name'] for r in ok})} person(s) "
+        f"into {fid.gallery_path}"
+    ]
+    lines += [f"skipped {r['source']}: {r['error']}" for r in bad]
+    _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))
+    for r in bad:
+        click.echo(f"faceid: warning: {r['error']}", err=True)
+    if not ok:
+        sys.exit(EXIT_NO)
+
+
+@main.command()
+@click.argument("photo_a", type=click.Path(path_type=Path))
+@click.argument("photo_b", type=click.Path(path_type=Path))
+@click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option("--timings", is_flag=True, help="Report milliseconds per stage.")
+@common
+def verify(photo_a, photo_b, largest, timings):
+    """Say whether two photos show the same person (exit 0 same, 1 different)."""
+    ctx = click.get_current_context()
+    fid = ctx.obj["fid"]
+    v = fid.verify(photo_a, photo_b, largest=largest)
+    verdict = "same person" if v.same else "different people"
+    text = f"{verdict}: distance {v.distance:.4f} (threshold {v.threshold:.4f})"
+    data = v.to_dict()
+    if timings:
+        data["timings_ms"] = _timings(fid)
+        text += "\n" + _timing_text(fid)
+    _emit(ctx, data, text)
+    sys.exit(EXIT_OK if v.same else EXIT_NO)
+
+
+@main.command()
+@click.argument("photo", type=click.Path(path_type=Path))
+@click.option("--top-k", default=1, show_default=True, help="List the K nearest people.")
+@click.option("--all-faces", is_flag=True, help="Report every face of a group photo.")
+@click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option("--timings", is_flag=True, help="Report milliseconds per stage.")
+@common
+def identify(photo, top_k, all_faces, largest, timings):
+    """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown)."""
+    ctx = click.get_current_context()
+    fid = ctx.obj["fid"]
+    results = fid.identify(photo, top_k=top_k, all_faces=all_faces, largest=largest)
+    lines = []
+    for r in results:
+        dist = f"{r.distance:.4f}" if r.distance is not None else "-"
+        head = f"{r.name} (distance {dist}, threshold {r.threshold:.4f})"
+        lines.append(f"face at {list(r.box)}: {head}" if all_faces else head)
+        if top_k > 1:
+            lines += [
+                f"  {i + 1}. {m['name']}  {m['distance']:.4f}" for i, m in enumerate(r.matches)
+            ]
+    data = {"faces": [r.to_dict() for r in results]}
+    if timings:
+        data["timings_ms"] = _timings(fid)
+        lines.append(_timing_text(fid))
+    _emit(ctx, data, "\n".join(lines))
+    sys.exit(EXIT_OK if any(r.name != "unknown" for r in results) else EXIT_NO)
+
+
+@main.command("list")
+@common
+def list_people():
+    """List enrolled people and their photo counts."""
+    ctx = click.get_current_context()
+    people = ctx.obj["fid"].people()
+    text = "\n".join(f"{n}\t{c}" for n, c in people.items()) or "the gallery is empty"
+    _emit(ctx, {"people": people, "count": len(people)}, text)
+
+
+@main.command()
+@click.argument("name")
+@common
+def remove(name):
+    """Remove a person and all their photos from the gallery."""
+    ctx = click.get_current_context()
+    n = ctx.obj["fid"].remove(name)
+    _emit(ctx, {"removed": name, "embeddings": n}, f"removed {name} ({n} embedding(s))")
+
+
+@main.command()
+@click.argument("old")
+@click.argument("new")
+@common
+def rename(old, new):
+    """Rename a person (merging into NEW if it exists)."""
+    ctx = click.get_current_context()
+    n = ctx.obj["fid"].rename(old, new)
+    _emit(ctx, {"renamed": old, "to": new, "embeddings": n}, f"renamed {old} to {new} ({n})")
+
+
+@main.command()
+@click.argument("photos", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--from",
+    "from_list",
+    type=click.Path(path_type=Path),
+    help="A text file with one photo path per line.",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write an .npy array.")
+@click.option(
+    "--on-no-face",
+    type=click.Choice(["error", "skip", "full-image"]),
+    default="error",
+    show_default=True,
+    help="What to do with photos without a usable face.",
+)
+@click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option("--workers", default=0, help="Detection processes [default: all cores].")
+@common
+def embed(photos, from_list, output, on_no_face, largest, workers):
+    """Write 128-d embeddings of photos, in input order (one row per embedded photo)."""
+    ctx = click.get_current_context()
+    fid = ctx.obj["fid"]
+    paths = list(photos)
+    if from_list:
+        try:
+            lines = from_list.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read --from {from_list}: {exc.strerror}") from None
+        paths += [Path(s.strip()) for s in lines if s.strip()]
+    if not paths:
+        raise UsageError("no photos given: pass PHOTOS or --from LIST.txt")
+    if output is None and not ctx.obj["json"]:
+        raise UsageError("choose an output: -o out.npy or --json")
+    emb, rows = fid.embed_many(
+        paths,
+        on_no_face=on_no_face,
+        largest=largest,
+        workers=workers,
+        progress=not ctx.obj["json"] and len(paths) > 20,
+    )
+    r = 0
+    for row in rows:
+        row["row"] = None if row["status"] in ("skipped", "error") else r
+        r += row["row"] is not None
+    data = {
+        "count": int(len(emb)),
+        "dim": int(emb.shape[1]),
+        "files": rows,
+        "model_id": fid.encoder.model_id,
+    }
+    if output is not None:
+        import numpy as np
+
+        np.save(output, emb)
+        data["output"] = str(output)
+    else:
+        data["embeddings"] = emb.round(6).tolist()
+    lines = [f"wrote {len(emb)} embedding(s) to {output}"] if output else []
+    lines += [
+        f"{row['status']}: {row['source']} {row['error'] or ''}".rstrip()
+        for row in rows
+        if row["status"] != "ok"
+    ]
+    _emit(ctx, data, "\n".join(lines))
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Fix what can be fixed without losing people.")
+@common
+def doctor(repair):
+    """Check the gallery's files agree with each other and with the model."""
+    ctx = click.get_current_context()
+    fid = ctx.obj["fid"]
+    from faceid.gallery import Gallery
+
+    gallery = Gallery.open_for_doctor(fid.gallery_path)
+    problems = gallery.check()
+    actions = gallery.repair() if (repair and problems) else []
+    healthy = not problems or (repair and not gallery.check())
+    lines = [f"problem: {p}" for p in problems] + [f"repaired: {a}" for a in actions]
+    lines.append(f"{fid.gallery_path}: {'healthy' if healthy else 'needs repair'}")
+    _emit(
+        ctx,
+        {
+            "gallery": str(fid.gallery_path),
+            "problems": problems,
+            "repaired": actions,
+            "healthy": healthy,
+        },
+        "\n".join(lines),
+    )
+    sys.exit(EXIT_OK if healthy else EXIT_NO)
+
+
+if __name__ == "__main__":
+    main()
