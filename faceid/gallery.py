@@ -38,7 +38,6 @@ import os
 import re
 import secrets
 import threading
-import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -63,7 +62,7 @@ REPAIR_HINT = "run `faceid doctor --repair`"
 _MAX_INT = 2**62  # ids and generations must fit FAISS's int64 with room to spare
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 _GEN_FILE_RE = re.compile(r"(index|vectors|manifest)-(\d{1,18})\.(faiss|npy|json)")
-_TMP_RE = re.compile(r"\.(index|vectors|manifest)-[^/]*\.tmp")
+_TMP_RE = re.compile(r"\.(index|vectors|manifest)[-.][^/]*\.tmp")
 _GEN_SUFFIX = {"index": "faiss", "vectors": "npy", "manifest": "json"}
 _READ_RETRIES = 20
 _NORM_TOLERANCE = 1e-3
@@ -99,9 +98,7 @@ def validate_name(name: str) -> str:
         raise BadName(f"name is {len(clean)} characters long; the limit is {MAX_NAME_LENGTH}")
     for ch in clean:
         if unicodedata.category(ch).startswith("C"):
-            raise BadName(
-                f"name {_short(clean)} contains the control character U+{ord(ch):04X}"
-            )
+            raise BadName(f"name {_short(clean)} contains the control character U+{ord(ch):04X}")
         if ch in "/\\":
             raise BadName(f"name {_short(clean)} contains {ch!r}; slashes are not allowed")
     return clean
@@ -260,7 +257,7 @@ def _is(value: Any, typ: type) -> bool:
     return isinstance(value, typ)
 
 
-def _json_version(raw: bytes) -> Any:
+def _peek_json(raw: bytes) -> Any:
     """Best-effort peek at format_version/generation without full validation."""
     try:
         data = json.loads(raw)
@@ -370,7 +367,9 @@ def _new_index(dim: int, factory: str) -> Any:
     try:
         inner = faiss.index_factory(dim, factory, faiss.METRIC_L2)
     except RuntimeError as exc:
-        raise GalleryError(f"FAISS cannot build index factory {factory!r}: {_one_line(exc)}") from None
+        raise GalleryError(
+            f"FAISS cannot build index factory {factory!r}: {_one_line(exc)}"
+        ) from None
     return faiss.IndexIDMap2(inner)
 
 
@@ -454,6 +453,10 @@ class _State:
     manifest: _Manifest
     index: Any
     names: dict[int, str]
+    n_people: int = 0
+
+    def __post_init__(self) -> None:
+        self.n_people = len(set(self.names.values()))
 
 
 @dataclass
@@ -514,7 +517,7 @@ class Gallery:
             return
         except OSError as exc:
             raise GalleryError(f"cannot read {self._manifest_path}: {exc.strerror}") from None
-        self._check_identity(_json_version(raw))
+        self._check_identity(_peek_json(raw))
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.path)!r}, model_id={self.model_id!r})"
@@ -652,7 +655,7 @@ class Gallery:
         if state is None or state.index.ntotal == 0:
             return [[] for _ in range(len(q))]
         total = int(state.index.ntotal)
-        wanted = min(k, len(set(state.names.values())))
+        wanted = min(k, state.n_people)
         fetch = min(total, k * per_person_pool)
         results: list[list[Match]] = [[] for _ in range(len(q))]
         pending = list(range(len(q)))
@@ -891,6 +894,7 @@ class Gallery:
             return index, vectors
 
         if not self.exists:
+            self._refuse_orphans()
             raise NotEnrolled(f"{_short(target)} is not enrolled in {self.path}")
         self._write(mutate)
         return removed
@@ -912,6 +916,7 @@ class Gallery:
             return index, vectors
 
         if not self.exists:
+            self._refuse_orphans()
             raise NotEnrolled(f"{_short(source)} is not enrolled in {self.path}")
         if source == target:
             count = self.people().get(source, 0)
@@ -957,9 +962,7 @@ class Gallery:
                 )
             vectors = _parse_vectors(data, vectors_path, manifest.dim)
             if not np.array_equal(vectors["id"], ids):
-                raise GalleryError(
-                    _disagree(vectors_path, self._manifest_path, vectors["id"], ids)
-                )
+                raise GalleryError(_disagree(vectors_path, self._manifest_path, vectors["id"], ids))
             diag.vectors = vectors
         except FileNotFoundError:
             diag.vectors_problem = f"vectors file {vectors_path} is missing; {REPAIR_HINT}"
@@ -1084,10 +1087,13 @@ class Gallery:
             raw: bytes | None = _read_bytes(self._manifest_path)
         except FileNotFoundError:
             raw = None
-        peek = _json_version(raw) if raw is not None else None
+        peek = _peek_json(raw) if raw is not None else None
         backups = sorted(
-            ((gen, name) for (kind, gen), name in _generation_files(self.path).items()
-             if kind == "manifest"),
+            (
+                (gen, name)
+                for (kind, gen), name in _generation_files(self.path).items()
+                if kind == "manifest"
+            ),
             reverse=True,
         )
         reason = "missing" if raw is None else "corrupt"
@@ -1154,9 +1160,7 @@ class Gallery:
                 rows["vector"][pos] = found[i]
         return rows[keep]
 
-    def _trusted_sources(
-        self, manifest: _Manifest
-    ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    def _trusted_sources(self, manifest: _Manifest) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """(file, ids, vectors) from files whose digest some manifest vouches for, best first:
         the target generation's vectors, then its index, then other generations newest first."""
         vouched: dict[str, set[str]] = {}
@@ -1168,19 +1172,21 @@ class Gallery:
                     if isinstance(name, str) and isinstance(digest, str):
                         vouched.setdefault(name, set()).add(digest)
 
-        vouch({
-            "index_file": manifest.index_file,
-            "index_sha256": manifest.index_sha256,
-            "vectors_file": manifest.vectors_file,
-            "vectors_sha256": manifest.vectors_sha256,
-        })
+        vouch(
+            {
+                "index_file": manifest.index_file,
+                "index_sha256": manifest.index_sha256,
+                "vectors_file": manifest.vectors_file,
+                "vectors_sha256": manifest.vectors_sha256,
+            }
+        )
         files = _generation_files(self.path)
         with contextlib.suppress(OSError):
-            vouch(_json_version(_read_bytes(self._manifest_path)))
+            vouch(_peek_json(_read_bytes(self._manifest_path)))
         for (kind, _), name in files.items():
             if kind == "manifest":
                 with contextlib.suppress(OSError):
-                    vouch(_json_version(_read_bytes(self.path / name)))
+                    vouch(_peek_json(_read_bytes(self.path / name)))
 
         def rank(item: tuple[tuple[str, int], str]) -> tuple[int, int, int]:
             (kind, gen), _ = item
@@ -1200,20 +1206,12 @@ class Gallery:
                 else:
                     index = _parse_index(data, where, manifest.dim)
                     ids = _index_ids(index)
-                    vecs = np.stack([index.reconstruct(int(i)) for i in ids]) if len(ids) else (
-                        np.zeros((0, manifest.dim), np.float32)
+                    vecs = (
+                        np.stack([index.reconstruct(int(i)) for i in ids])
+                        if len(ids)
+                        else (np.zeros((0, manifest.dim), np.float32))
                     )
                     if np.isfinite(vecs).all():
                         yield name, ids, vecs
             except (OSError, GalleryError, RuntimeError):
                 continue
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll helper kept for callers that wait on another process's enrolment."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
