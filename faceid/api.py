@@ -169,6 +169,7 @@ class FaceID:
         *,
         on_no_face: str = "error",
         largest: bool = False,
+        pick: str | None = None,
         workers: int = 0,
         progress: bool = False,
     ) -> tuple[np.ndarray, list[dict]]:
@@ -178,13 +179,18 @@ class FaceID:
         'skip' leaves it out (its row says so), 'full-image' aligns a face
         assumed at the photo's centre. The array has one row per photo that
         produced an embedding, in input order.
+        pick: 'single', 'largest' or 'center' when a photo has several faces;
+        overrides `largest` (kept as the CLI's shorthand). 'center' suits
+        datasets such as LFW whose photos are centred on their subject.
+        Per-photo load/detect/align seconds (from worker processes too) are
+        added to `timings`.
         """
         results = list(
             crop_photos(
                 [os.fspath(p) for p in photos],
                 self.encoder.input_size,
                 upsample=self.upsample,
-                pick="largest" if largest else "single",
+                pick=pick or ("largest" if largest else "single"),
                 on_no_face=on_no_face,
                 workers=workers,
                 progress=progress,
@@ -193,6 +199,8 @@ class FaceID:
         )
         rows, crops = [], []
         for r in results:
+            for stage, seconds in r.timings.items():
+                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
             if on_no_face == "error":
                 r.raise_error()
             rows.append({"source": r.source, "status": r.status, "error": r.error or None})

@@ -342,5 +342,223 @@ def doctor(repair):
     sys.exit(EXIT_OK if healthy else EXIT_NO)
 
 
+# --- evaluation and calibration ------------------------------------------------
+
+
+def _eval_options(fn):
+    """Options the evaluation commands share: how photos are embedded and cached."""
+    options = [
+        click.option(
+            "--pick",
+            type=click.Choice(["center", "largest"]),
+            default="center",
+            show_default=True,
+            help="Which face of a photo with several (LFW photos are centred on their subject).",
+        ),
+        click.option("--workers", default=0, help="Detection processes [default: all cores]."),
+        click.option(
+            "--no-cache",
+            is_flag=True,
+            help="Embed every photo afresh [cache: $FACEID_CACHE_DIR or ~/.cache/faceid].",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _wall_text(report: dict) -> str:
+    wall = report["timings"]["wall_s"]
+    return "time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in wall.items())
+
+
+@main.group()
+def evaluate() -> None:
+    """Measure the model on labelled photos: verification pairs or identification."""
+
+
+@evaluate.command("pairs")
+@click.option(
+    "--pairs",
+    "pairs_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An LFW pairs file (pairs.txt, pairsDevTest.txt or the same format).",
+)
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The folder holding the person folders.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder [default: reports/<pairs file stem>].",
+)
+@_eval_options
+@common
+def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
+    """Verification accuracy (10-fold), ROC AUC, EER and TAR@FAR on a pairs file."""
+    from faceid.evaluate.run import evaluate_pairs
+
+    ctx = click.get_current_context()
+    r = evaluate_pairs(
+        ctx.obj["fid"],
+        pairs_file,
+        root,
+        out,
+        pick=pick,
+        workers=workers,
+        progress=not ctx.obj["json"],
+        use_cache=not no_cache,
+    )
+    c, k, st = r["counts"], r["kfold_accuracy"], r["stored_threshold"]
+    tars = ", ".join(f"TAR@FAR{f} {_pct(v['tar'])}" for f, v in r["tar_at_far"].items())
+    lines = [
+        f"{pairs_file.name}: {c['pairs']} pairs ({c['genuine']} genuine, {c['impostor']} "
+        f"impostor), {r['images']['distinct']} photos, {r['images']['fallbacks']} without a "
+        f"detected face (full-image fallback), model {r['model']['id']}",
+        f"accuracy ({c['folds']}-fold): {k['mean']:.4f} ± {k['std']:.4f}",
+        f"at threshold {st['threshold']:.4f} ({r['threshold']['source']}): accuracy "
+        f"{st['accuracy']:.4f}, TAR {st['tar']:.4f}, FAR {st['far']:.4f}",
+        f"ROC AUC {_pct(r['roc_auc'])}, EER {_pct(r['eer']['rate'])}, {tars} "
+        f"(FAR resolution {r['far_resolution']:.2g})",
+        _wall_text(r) + f" (cache: {r['cache']['hits']} hit(s), {r['cache']['misses']} miss(es))",
+        f"wrote {Path(r['out']) / 'report.json'}, "
+        + ", ".join(str(Path(r["out"]) / p) for p in r["plots"].values()),
+    ]
+    _emit(ctx, r, "\n".join(lines))
+
+
+@evaluate.command("identify")
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder of per-person folders.",
+)
+@click.option("--shots", default=1, show_default=True, help="Photos enrolled per person.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder [default: reports/identify-<root folder name>].",
+)
+@click.option(
+    "--limit-people",
+    type=int,
+    default=None,
+    help="Use only the first N people (by name) with more than --shots photos, plus N others.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the distractor draw.")
+@_eval_options
+@common
+def evaluate_identify_cmd(root, shots, out, limit_people, seed, pick, workers, no_cache):
+    """Closed-set rank-1/rank-5 (CMC) and open-set DIR@FAR on per-person folders."""
+    from faceid.evaluate.run import evaluate_identify
+
+    ctx = click.get_current_context()
+    r = evaluate_identify(
+        ctx.obj["fid"],
+        root,
+        out,
+        shots=shots,
+        limit_people=limit_people,
+        seed=seed,
+        pick=pick,
+        workers=workers,
+        progress=not ctx.obj["json"],
+        use_cache=not no_cache,
+    )
+    c, st = r["counts"], r["stored_threshold"]
+    lines = [
+        f"{root}: gallery {c['gallery_images']} photo(s) of {c['gallery_identities']} people, "
+        f"{c['genuine_probes']} genuine and {c['impostor_probes']} impostor probe(s), "
+        f"{r['images']['fallbacks']} without a detected face (full-image fallback)",
+        f"closed set: rank-1 {r['rank1']:.4f}, rank-5 {r['rank5']:.4f}",
+    ]
+    if r["dir_at_far"]:
+        lines.append(
+            "open set: "
+            + ", ".join(f"DIR@FAR{f} {_pct(v['dir'])}" for f, v in r["dir_at_far"].items())
+        )
+    lines += [
+        f"at threshold {st['threshold']:.4f} ({r['threshold']['source']}): genuine identified "
+        f"{_pct(st['genuine_identified'])}, impostors rejected {_pct(st['impostor_rejected'])}",
+        _wall_text(r) + f" (cache: {r['cache']['hits']} hit(s), {r['cache']['misses']} miss(es))",
+        f"wrote {Path(r['out']) / 'report.json'}, "
+        + ", ".join(str(Path(r["out"]) / p) for p in r["plots"].values()),
+    ]
+    _emit(ctx, r, "\n".join(lines))
+
+
+@main.command()
+@click.option(
+    "--pairs",
+    "pairs_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A labelled pairs file (LFW format); not one holding the test people.",
+)
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The folder holding the person folders.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The new checkpoint file (never the current one unless --force).",
+)
+@click.option(
+    "--target-far",
+    type=float,
+    default=None,
+    help="Largest threshold whose false-accept rate is <= F [default: maximum accuracy].",
+)
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@_eval_options
+@common
+def calibrate(pairs_file, root, output, target_far, force, pick, workers, no_cache):
+    """Choose the distance threshold on labelled pairs; write it into a new checkpoint."""
+    from faceid.evaluate.run import calibrate as run_calibrate
+
+    ctx = click.get_current_context()
+    fid = ctx.obj["fid"]
+    if fid.threshold != fid.encoder.threshold:
+        raise UsageError("calibrate chooses the threshold: --threshold does not apply")
+    r = run_calibrate(
+        fid,
+        pairs_file,
+        root,
+        output,
+        target_far=target_far,
+        force=force,
+        pick=pick,
+        workers=workers,
+        progress=not ctx.obj["json"],
+        use_cache=not no_cache,
+    )
+    how = "maximum accuracy" if r["target_far"] is None else f"FAR <= {r['target_far']:g}"
+    lines = [
+        f"threshold {r['threshold']:.4f} (was {r['previous_threshold']:.4f}), chosen for {how} "
+        f"on {r['counts']['pairs']} pairs: accuracy {r['accuracy']:.4f}, TAR {_pct(r['tar'])}, "
+        f"FAR {_pct(r['far'])}",
+        f"wrote {r['output']} (model id {r['model_id']} unchanged: existing galleries still work)",
+    ]
+    for w in r["warnings"]:
+        click.echo(f"faceid: warning: {w}", err=True)
+    _emit(ctx, r, "\n".join(lines))
+
+
 if __name__ == "__main__":
     main()

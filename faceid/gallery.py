@@ -215,9 +215,13 @@ class _Manifest:
         return np.fromiter((e["id"] for e in self.entries), dtype=np.int64, count=len(self.entries))
 
     def to_json(self) -> bytes:
-        """ASCII-only JSON: any str json.loads produced (even lone surrogates) can be re-written."""
-        data = {
-            **self.extra,
+        """ASCII-only JSON, one entry per line so a person can read and diff it.
+
+        ASCII because any str json.loads produced (even a lone surrogate) can then be written
+        back; UTF-8 output would make such a manifest impossible to rewrite.
+        """
+        head = {
+            **{k: v for k, v in self.extra.items() if k != "entries"},
             "format_version": FORMAT_VERSION,
             "model_id": self.model_id,
             "dim": self.dim,
@@ -229,9 +233,11 @@ class _Manifest:
             "vectors_sha256": self.vectors_sha256,
             "count": len(self.entries),
             "next_id": self.next_id,
-            "entries": self.entries,
         }
-        return (json.dumps(data, ensure_ascii=True, indent=1) + "\n").encode("ascii")
+        lines = [f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=True)}," for k, v in head.items()]
+        rows = ",\n".join(f"  {json.dumps(e, ensure_ascii=True)}" for e in self.entries)
+        text = "{\n" + "\n".join(lines) + '\n "entries": [\n' + rows + "\n ]\n}\n"
+        return text.encode("ascii")
 
 
 _FIELDS: dict[str, type] = {
@@ -407,6 +413,17 @@ def _index_ids(index: Any) -> np.ndarray:
     import faiss
 
     return faiss.vector_to_array(index.id_map).astype(np.int64, copy=False)
+
+
+def _is_flat(index: Any) -> bool:
+    """Only a flat inner index renumbers on removal the way IndexIDMap2.remove_ids assumes.
+
+    IVF keeps its old internal labels (so the id map would silently point at the wrong
+    people) and HNSW cannot remove at all; those are rebuilt from the stored vectors instead.
+    """
+    import faiss
+
+    return isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
 
 
 def _serialize_index(index: Any) -> bytes:
@@ -884,11 +901,9 @@ class Gallery:
                 raise NotEnrolled(f"{_short(target)} is not enrolled in {self.path}")
             manifest.entries = [e for e in manifest.entries if e["name"] != target]
             vectors = vectors[~np.isin(vectors["id"], gone)]
-            try:
-                ok = index.remove_ids(gone) == len(gone)
-            except RuntimeError:  # e.g. HNSW cannot delete; rebuild from the stored vectors
-                ok = False
-            if not ok:
+            if _is_flat(index):
+                index.remove_ids(gone)
+            else:
                 index = _build_index(manifest.dim, manifest.index_factory, vectors)
             removed = len(gone)
             return index, vectors

@@ -39,9 +39,8 @@ class Encoder:
             net = FaceNet(self.config)
             net.load_state_dict(checkpoint.state_dict)
         except (TypeError, KeyError, RuntimeError) as exc:
-            raise ModelError(
-                f"checkpoint does not fit the network: {str(exc).splitlines()[0]}"
-            ) from None
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"checkpoint does not fit the network: {reason}") from None
         self.net = net.eval().to(self.device)
         pre = checkpoint.preprocess
         self._mean = torch.tensor(pre["mean"], device=self.device).view(1, 3, 1, 1) * 255

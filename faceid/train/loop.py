@@ -190,9 +190,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            sums["loss"] += float(loss)
-            sums["triplet"] += float(t_loss)
-            sums["distill"] += float(d_loss)
+            sums["loss"] += float(loss.detach())
+            sums["triplet"] += float(t_loss.detach())
+            sums["distill"] += float(d_loss.detach())
             sums["active"] += active
             sums["triplets"] += len(triplets[0])
             bar.set_postfix(loss=f"{float(loss):.3f}", active=f"{active:.2f}")

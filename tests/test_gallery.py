@@ -1,0 +1,736 @@
+"""The gallery must never lose anyone: round trips, exact per-person search, refusal of foreign
+or damaged galleries, doctor/repair, crash safety and concurrent writers.
+
+Embeddings are random unit vectors, so no model is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from faceid.errors import BadName, GalleryError, NotEnrolled
+from faceid.gallery import FORMAT_VERSION, Gallery, Match, validate_name
+
+MODEL = "test-model-v1"
+DIM = 128
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def unit(n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def near(v: np.ndarray, n: int, scale: float, seed: int) -> np.ndarray:
+    x = v[None, :] + scale * np.random.default_rng(seed).normal(size=(n, v.shape[0]))
+    x = x.astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def open_gallery(path: Path, **kw) -> Gallery:
+    return Gallery(path, model_id=MODEL, dim=DIM, **kw)
+
+
+def manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_bytes())
+
+
+def write_manifest(path: Path, data: dict) -> None:
+    (path / "manifest.json").write_text(json.dumps(data))
+
+
+def brute_force(x: np.ndarray, names: list[str], q: np.ndarray, k: int) -> list[tuple[str, int]]:
+    """Reference answer: each person's closest embedding, people ranked by it."""
+    d = ((x - q[None, :]) ** 2).sum(axis=1)
+    best: dict[str, tuple[float, int]] = {}
+    for i, (dist, name) in enumerate(zip(d, names)):
+        if name not in best or dist < best[name][0]:
+            best[name] = (float(dist), i)
+    ranked = sorted(best.items(), key=lambda kv: kv[1][0])[:k]
+    return [(name, i) for name, (_, i) in ranked]
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    return env
+
+
+@pytest.fixture
+def gallery_path(tmp_path: Path) -> Path:
+    return tmp_path / "gallery"
+
+
+@pytest.fixture
+def enrolled(gallery_path: Path) -> tuple[Path, np.ndarray, list[str]]:
+    """A gallery built in three writes, so older generations' files exist too."""
+    x = unit(9, seed=1)
+    names = ["alice"] * 3 + ["bob"] * 2 + ["Zoë Ångström"] * 2 + ["李小龍"] * 2
+    g = open_gallery(gallery_path)
+    g.add(x[:3], names[:3], ["a.jpg"] * 3)
+    g.add(x[3:5], names[3:5], ["b.jpg"] * 2)
+    g.add(x[5:], names[5:], ["c.jpg"] * 4)
+    return gallery_path, x, names
+
+
+EXPECTED_PEOPLE = {"alice": 3, "bob": 2, "Zoë Ångström": 2, "李小龍": 2}
+
+
+# ------------------------------------------------------------------------------ round trip
+
+
+def test_nothing_is_created_until_the_first_write(gallery_path: Path) -> None:
+    g = open_gallery(gallery_path)
+    assert not g.exists
+    assert len(g) == 0 and g.people() == {} and g.entries() == []
+    assert g.search(unit(2, seed=0)) == [[], []]
+    assert g.check() == [] and g.repair() == []
+    with pytest.raises(NotEnrolled):
+        g.remove("alice")
+    with pytest.raises(NotEnrolled):
+        g.rename("alice", "bob")
+    assert not gallery_path.exists()
+
+
+def test_add_search_people_remove_rename_round_trip_persists_across_instances(
+    gallery_path: Path,
+) -> None:
+    x = unit(4, seed=2)
+    g = open_gallery(gallery_path)
+    ids = g.add(x, ["alice", "alice", "bob", "carol"], ["1.jpg", "2.jpg", "3.jpg", "4.jpg"])
+    assert ids == [0, 1, 2, 3]
+    assert g.exists and len(g) == 4
+
+    fresh = open_gallery(gallery_path)
+    assert fresh.people() == {"alice": 2, "bob": 1, "carol": 1}
+    assert [e["source"] for e in fresh.entries()] == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
+    assert all(e["added"].endswith("+00:00") for e in fresh.entries())
+    hits = fresh.search(x[2])
+    assert hits == [[Match("bob", hits[0][0].distance, 2)]] and hits[0][0].distance < 1e-5
+
+    assert open_gallery(gallery_path).remove("alice") == 2
+    assert open_gallery(gallery_path).rename("bob", "robert") == 1
+    fresh = open_gallery(gallery_path)
+    assert fresh.people() == {"carol": 1, "robert": 1}
+    assert fresh.search(x[2])[0][0].name == "robert"
+    assert g.people() == {"carol": 1, "robert": 1}  # the first object sees other writers too
+    assert fresh.check() == []
+
+
+def test_rename_onto_an_existing_person_merges_them(gallery_path: Path) -> None:
+    g = open_gallery(gallery_path)
+    g.add(unit(3, seed=3), ["Jon", "John", "John"], ["a", "b", "c"])
+    assert g.rename("Jon", "John") == 1
+    assert g.people() == {"John": 3}
+    assert g.rename("John", "John") == 3
+    with pytest.raises(NotEnrolled):
+        g.rename("Jon", "Jonathan")
+    with pytest.raises(NotEnrolled):
+        g.remove("Jon")
+
+
+def test_names_are_stored_normalised(gallery_path: Path) -> None:
+    g = open_gallery(gallery_path)
+    g.add(unit(1, seed=4), ["  Zoe\u0308 "], ["a"])  # combining diaeresis, padded
+    assert g.people() == {"Zoë": 1}
+    assert g.remove("Zoë") == 1
+
+
+def test_ids_are_never_reused_after_removal(gallery_path: Path) -> None:
+    g = open_gallery(gallery_path)
+    g.add(unit(3, seed=5), ["a", "b", "c"], ["", "", ""])
+    g.remove("c")
+    assert g.add(unit(1, seed=6), ["d"], [""]) == [3]
+
+
+def test_add_rejects_bad_input_without_writing(gallery_path: Path) -> None:
+    g = open_gallery(gallery_path)
+    x = unit(2, seed=7)
+    with pytest.raises(ValueError):
+        g.add(x, ["a"], ["s"])  # one name for two embeddings
+    with pytest.raises(ValueError):
+        g.add(x[:, :64], ["a", "b"], ["s", "t"])  # wrong dimension
+    with pytest.raises(ValueError):
+        g.add(x * 3, ["a", "b"], ["s", "t"])  # not L2-normalised
+    with pytest.raises(ValueError):
+        g.add(np.full((1, DIM), np.nan, np.float32), ["a"], ["s"])
+    with pytest.raises(BadName):
+        g.add(x, ["a", "b/c"], ["s", "t"])
+    assert g.add(x[:0], [], []) == []
+    assert not gallery_path.exists()
+
+
+# ------------------------------------------------------------------------------ search
+
+
+def test_search_scores_each_person_by_their_closest_embedding(gallery_path: Path) -> None:
+    q = unit(1, seed=8)[0]
+    alice = np.concatenate([near(q, 1, 0.05, seed=9), near(-q, 4, 0.1, seed=10)])
+    bob = near(q, 3, 0.03, seed=11)
+    x = np.concatenate([alice, bob])
+    names = ["alice"] * 5 + ["bob"] * 3
+    g = open_gallery(gallery_path)
+    g.add(x, names, [""] * 8)
+
+    hits = g.search(q, k=2)[0]
+    d = ((x - q) ** 2).sum(axis=1)
+    assert [m.name for m in hits] == ["bob", "alice"]
+    assert hits[0].id == int(np.argmin(d[5:])) + 5
+    assert hits[1].id == 0
+    assert hits[1].distance == pytest.approx(d[0], abs=1e-5)
+    assert hits[0].distance == pytest.approx(d[5:].min(), abs=1e-5)
+
+
+def test_search_returns_k_people_not_k_embeddings(gallery_path: Path) -> None:
+    """One person with many close embeddings must not crowd the others out of the top k."""
+    q = unit(1, seed=12)[0]
+    crowd = near(q, 120, 0.01, seed=13)
+    others = unit(6, seed=14)
+    x = np.concatenate([crowd, others])
+    names = ["crowd"] * 120 + [f"p{i}" for i in range(6)]
+    g = open_gallery(gallery_path)
+    g.add(x, names, [""] * len(names))
+
+    for pool in (1, 5, 50):  # pool=1 forces the widening fallback
+        hits = g.search(q, k=4, per_person_pool=pool)[0]
+        assert len(hits) == 4 and len({m.name for m in hits}) == 4
+        assert [(m.name, m.id) for m in hits] == brute_force(x, names, q, 4)
+    assert len(g.search(q, k=50)[0]) == 7  # never more people than exist
+
+
+def test_search_agrees_with_brute_force(gallery_path: Path) -> None:
+    x = unit(300, seed=15)
+    names = [f"person{i % 40}" for i in range(300)]
+    g = open_gallery(gallery_path)
+    g.add(x, names, [""] * 300)
+    queries = unit(25, seed=16)
+    results = g.search(queries, k=5, per_person_pool=2)
+    for q, hits in zip(queries, results):
+        assert [(m.name, m.id) for m in hits] == brute_force(x, names, q, 5)
+        assert all(a.distance <= b.distance for a, b in zip(hits, hits[1:]))
+
+
+@pytest.mark.parametrize("factory", ["HNSW32", "IVF4,Flat"])
+def test_other_index_factories_add_remove_and_search(gallery_path: Path, factory: str) -> None:
+    x = unit(200, seed=17)
+    names = [f"p{i % 20}" for i in range(200)]
+    g = open_gallery(gallery_path, index_factory=factory)
+    g.add(x, names, [""] * 200)
+    assert manifest(gallery_path)["index_factory"] == factory
+    assert g.remove("p3") == 10  # HNSW cannot delete in place: rebuilt from stored vectors
+    hits = g.search(x[:40])
+    keep = [i for i in range(40) if names[i] != "p3"]
+    right = sum(hits[i][0].name == names[i] for i in keep)
+    assert right >= 0.9 * len(keep)
+    assert all(m.name != "p3" for h in hits for m in h)
+    assert open_gallery(gallery_path).check() == []
+
+
+# ------------------------------------------------------------------------------ refusals
+
+
+def test_model_id_mismatch_is_refused(enrolled) -> None:
+    path, _, _ = enrolled
+    with pytest.raises(GalleryError) as err:
+        Gallery(path, model_id="other-model", dim=DIM)
+    assert MODEL in str(err.value) and "other-model" in str(err.value)
+
+
+def test_dimension_mismatch_is_refused(enrolled) -> None:
+    path, _, _ = enrolled
+    with pytest.raises(GalleryError, match="128-d"):
+        Gallery(path, model_id=MODEL, dim=64)
+
+
+def test_unknown_format_version_is_refused_naming_the_file(enrolled) -> None:
+    path, _, _ = enrolled
+    data = manifest(path)
+    data["format_version"] = FORMAT_VERSION + 1
+    write_manifest(path, data)
+    with pytest.raises(GalleryError, match="manifest.json"):
+        open_gallery(path)
+    with pytest.raises(GalleryError, match="format version"):
+        Gallery.inspect(path)
+
+
+def test_repair_does_not_touch_a_gallery_from_a_newer_format(enrolled) -> None:
+    path, _, _ = enrolled
+    g = open_gallery(path)  # opened just before a newer faceid rewrote the gallery
+    data = manifest(path)
+    data["format_version"] = FORMAT_VERSION + 1
+    write_manifest(path, data)
+    before = {p.name: p.read_bytes() for p in path.iterdir() if p.name != ".lock"}
+    assert any("format version" in p for p in g.check())
+    with pytest.raises(GalleryError, match="format version"):
+        g.repair()
+    assert {p.name: p.read_bytes() for p in path.iterdir() if p.name != ".lock"} == before
+
+
+# ------------------------------------------------------------------------------ damage and repair
+
+
+def _current(path: Path, kind: str) -> Path:
+    return path / manifest(path)[f"{kind}_file"]
+
+
+def truncate_index(path: Path) -> str:
+    f = _current(path, "index")
+    f.write_bytes(f.read_bytes()[:100])
+    return f.name
+
+
+def delete_index(path: Path) -> str:
+    f = _current(path, "index")
+    f.unlink()
+    return f.name
+
+
+def bad_json_manifest(path: Path) -> str:
+    (path / "manifest.json").write_text('{"format_version": 1, "entries": [')
+    return "manifest.json"
+
+
+def count_mismatch_manifest(path: Path) -> str:
+    data = manifest(path)
+    data["count"] += 1
+    write_manifest(path, data)
+    return "manifest.json"
+
+
+def delete_manifest(path: Path) -> str:
+    (path / "manifest.json").unlink()
+    return "manifest.json"
+
+
+def swap_in_older_index(path: Path) -> str:
+    """A valid index of an older generation with a matching digest: only the ids disagree."""
+    data = manifest(path)
+    older = path / f"index-{data['generation'] - 1}.faiss"
+    raw = older.read_bytes()
+    (path / data["index_file"]).write_bytes(raw)
+    data["index_sha256"] = hashlib.sha256(raw).hexdigest()
+    write_manifest(path, data)
+    return "disagree"
+
+
+def delete_vectors(path: Path) -> str:
+    _current(path, "vectors").unlink()
+    return "vectors-"
+
+
+def corrupt_vectors(path: Path) -> str:
+    f = _current(path, "vectors")
+    f.write_bytes(b"\x93NUMPY garbage")
+    return "vectors-"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        truncate_index,
+        delete_index,
+        bad_json_manifest,
+        count_mismatch_manifest,
+        delete_manifest,
+        swap_in_older_index,
+        delete_vectors,
+        corrupt_vectors,
+    ],
+)
+def test_damage_is_named_reported_by_check_and_repaired_without_losing_people(
+    enrolled, damage
+) -> None:
+    path, x, names = enrolled
+    needle = damage(path)
+    reads_fail = damage not in (delete_vectors, corrupt_vectors)  # searches never read vectors
+    if reads_fail:
+        with pytest.raises(GalleryError) as err:
+            open_gallery(path).people()
+        message = str(err.value)
+        assert needle in message and "\n" not in message
+        assert "doctor --repair" in message
+    g = open_gallery(path)
+    problems = g.check()
+    assert problems and any(needle in p for p in problems)
+    if not reads_fail:
+        with pytest.raises(GalleryError, match="vectors-"):
+            g.add(unit(1, seed=99), ["eve"], [""])  # no new writes on top of damage
+
+    actions = g.repair()
+    assert actions and all(isinstance(a, str) and "\n" not in a for a in actions)
+
+    fresh = open_gallery(path)
+    assert fresh.check() == []
+    assert fresh.people() == EXPECTED_PEOPLE
+    hits = fresh.search(x)
+    assert [h[0].name for h in hits] == names
+    assert all(h[0].distance < 1e-5 for h in hits)
+    assert fresh.repair() == []  # healthy now: nothing to do
+    fresh.add(unit(1, seed=100), ["eve"], ["e.jpg"])  # and writable again
+    assert open_gallery(path).people()["eve"] == 1
+
+
+def test_repair_drops_only_what_is_truly_unrecoverable(enrolled) -> None:
+    """Vectors of older enrolments survive in older generations' files; only the newest
+    write's vectors are really gone, and repair says whose."""
+    path, x, names = enrolled
+    data = manifest(path)
+    (path / data["index_file"]).unlink()
+    (path / data["vectors_file"]).unlink()
+    g = open_gallery(path)
+    actions = g.repair()
+    lost = {"Zoë Ångström", "李小龍"}  # added by the last write, whose files are gone
+    dropped = [a for a in actions if a.startswith("dropped")]
+    assert len(dropped) == 2 and all(any(repr(n) in a for n in lost) for a in dropped)
+    assert open_gallery(path).people() == {"alice": 3, "bob": 2}
+    assert open_gallery(path).check() == []
+
+
+def test_repair_refuses_when_no_manifest_can_be_recovered(enrolled) -> None:
+    path, _, _ = enrolled
+    bad_json_manifest(path)
+    for backup in path.glob("manifest-*.json"):
+        backup.unlink()
+    before = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    g = open_gallery(path)
+    assert any("manifest.json" in p for p in g.check())
+    with pytest.raises(GalleryError, match="cannot be recovered"):
+        g.repair()
+    after = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == {k: v for k, v in before.items() if k != ".lock"}
+
+
+def test_leftovers_of_a_crashed_writer_are_harmless_and_cleaned_up(enrolled) -> None:
+    path, _, _ = enrolled
+    gen = manifest(path)["generation"]
+    (path / f"index-{gen + 1}.faiss").write_bytes(b"half written")
+    (path / ".manifest.json.123.abcd.tmp").write_bytes(b"{")
+    g = open_gallery(path)
+    assert g.people() == EXPECTED_PEOPLE
+    assert g.check() == []
+    g.add(unit(1, seed=18), ["eve"], [""])
+    left = sorted(os.listdir(path))
+    assert not any(n.endswith(".tmp") for n in left)
+    gens = {int(n.split("-")[1].split(".")[0]) for n in left if n[0] in "imv" and "-" in n}
+    assert len(gens) == 2  # current and previous generation only
+    assert open_gallery(path).people()["eve"] == 1
+
+
+def test_manifests_and_vectors_are_plain_data_never_pickle(enrolled) -> None:
+    path, x, _ = enrolled
+    data = manifest(path)
+    assert data["format_version"] == FORMAT_VERSION and data["model_id"] == MODEL
+    assert data["count"] == len(data["entries"]) == 9
+    assert set(data["entries"][0]) == {"id", "name", "source", "added"}
+    for backup in path.glob("manifest-*.json"):
+        json.loads(backup.read_bytes())
+    vectors = np.load(path / data["vectors_file"], allow_pickle=False)
+    assert vectors["id"].tolist() == list(range(9))
+    np.testing.assert_allclose(vectors["vector"], x, atol=1e-7)
+    for f in path.iterdir():
+        assert not f.read_bytes().startswith(b"\x80")  # pickle protocol 2+ opcode
+
+
+def test_inspect_reads_the_manifest_without_importing_faiss(enrolled, tmp_path: Path) -> None:
+    path, _, _ = enrolled
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from faceid.gallery import Gallery
+        info = Gallery.inspect({str(path)!r})
+        empty = Gallery.inspect({str(tmp_path / "nothing")!r})
+        assert "faiss" not in sys.modules, "inspect imported faiss"
+        print(info["model_id"], info["count"], sorted(info["people"].items()), empty["exists"])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    expected = f"{MODEL} 9 {sorted(EXPECTED_PEOPLE.items())} False"
+    assert out.stdout.strip() == expected
+
+
+# ------------------------------------------------------------------------------ names
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Alice", "Alice"),
+        ("  Bob Smith\t", "Bob Smith"),
+        ("Zoë Ångström", "Zoë Ångström"),
+        ("Zoe\u0308", "Zoë"),  # NFC
+        ("李小龍", "李小龍"),
+        ("O'Brien-Núñez", "O'Brien-Núñez"),
+        ("x" * 200, "x" * 200),
+    ],
+)
+def test_validate_name_accepts_and_normalises(raw: str, clean: str) -> None:
+    assert validate_name(raw) == clean
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "   ", "\t\n", "x" * 201, "a\x00b", "line\nbreak", "bell\x07", "a\u200bb", "a/b", "a\\b"],
+)
+def test_validate_name_rejects(raw: str) -> None:
+    with pytest.raises(BadName) as err:
+        validate_name(raw)
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------ manifest parser
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@pytest.fixture(scope="module")
+def parser_gallery(tmp_path_factory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("parser") / "gallery"
+    g = open_gallery(path)
+    g.add(unit(3, seed=19), ["a", "b", "b"], ["x", "y", "z"])
+    return path, manifest(path)
+
+
+def _mutations(valid: dict) -> st.SearchStrategy[bytes]:
+    keys = sorted(valid)
+    entry_keys = ["id", "name", "source", "added"]
+
+    def replace_field(kv: tuple[str, object]) -> dict:
+        return {**valid, kv[0]: kv[1]}
+
+    def drop_field(key: str) -> dict:
+        return {k: v for k, v in valid.items() if k != key}
+
+    def replace_entry_field(args: tuple[int, str, object]) -> dict:
+        pos, key, value = args
+        entries = [dict(e) for e in valid["entries"]]
+        entries[pos % len(entries)][key] = value
+        return {**valid, "entries": entries}
+
+    dicts = st.one_of(
+        st.tuples(st.sampled_from(keys), json_values).map(replace_field),
+        st.sampled_from(keys).map(drop_field),
+        st.tuples(st.integers(0, 10), st.sampled_from(entry_keys), json_values).map(
+            replace_entry_field
+        ),
+        st.dictionaries(st.text(max_size=10), json_values),
+    )
+    as_json = dicts.map(lambda d: json.dumps(d).encode())
+    top_level = json_values.map(lambda v: json.dumps(v).encode())
+    return st.one_of(as_json, top_level, st.binary(max_size=200), st.just(json.dumps(valid)[:-7].encode()))
+
+
+def test_manifest_parser_gives_a_valid_load_or_gallery_error_never_anything_else(
+    parser_gallery,
+) -> None:
+    path, valid = parser_gallery
+    q = unit(1, seed=20)
+
+    @settings(
+        max_examples=200,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        database=None,
+    )
+    @given(_mutations(valid))
+    def run(raw: bytes) -> None:
+        (path / "manifest.json").write_bytes(raw)
+        try:
+            g = open_gallery(path)
+            assert isinstance(g.check(), list)
+            people = g.people()
+            assert len(g) == sum(people.values())
+            g.search(q, k=2)
+        except GalleryError as exc:
+            assert "\n" not in str(exc)
+        try:
+            Gallery.inspect(path)
+        except GalleryError:
+            pass
+
+    run()
+
+
+# ------------------------------------------------------------------------------ processes
+
+CRASH_WRITER = """
+import sys
+import numpy as np
+from faceid.gallery import Gallery
+
+path, model = sys.argv[1], sys.argv[2]
+def vec(i, j):
+    v = np.random.default_rng(1000 * i + j).normal(size=128).astype(np.float32)
+    return v / np.linalg.norm(v)
+g = Gallery(path, model_id=model)
+i = sum(1 for name in g.people() if name.startswith("p"))
+print("ready", flush=True)
+while True:
+    g.add(np.stack([vec(i, 0), vec(i, 1)]), [f"p{i}", f"p{i}"], [f"{i}a.jpg", f"{i}b.jpg"])
+    g.add(vec(i, 9)[None], ["tmp"], ["t.jpg"])
+    g.rename("tmp", "tmp2")
+    g.remove("tmp2")
+    i += 1
+"""
+
+
+def _vec(i: int, j: int) -> np.ndarray:
+    v = np.random.default_rng(1000 * i + j).normal(size=128).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_sigkill_during_writes_leaves_a_state_before_or_after_some_write(
+    gallery_path: Path,
+) -> None:
+    rnd = random.Random(1234)
+    env = subprocess_env()
+    progress = 0
+    deadline = time.monotonic() + 35
+    for _ in range(15):
+        if time.monotonic() > deadline:
+            break
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CRASH_WRITER, str(gallery_path), MODEL],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(rnd.uniform(0.02, 0.4))
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        err = proc.stderr.read() if proc.stderr else ""
+        assert "Traceback" not in err, err
+
+        g = open_gallery(gallery_path)
+        people = g.people()
+        ps = {n for n in people if n.startswith("p")}
+        assert ps == {f"p{i}" for i in range(len(ps))}, sorted(people)
+        assert set(people) - ps <= {"tmp", "tmp2"}
+        assert all(people[n] == 2 for n in ps)
+        assert len(ps) >= progress
+        progress = len(ps)
+        assert g.check() == []
+        if ps:
+            queries = np.stack([_vec(i, j) for i in range(len(ps)) for j in (0, 1)])
+            hits = g.search(queries)
+            assert [h[0].name for h in hits] == [f"p{i // 2}" for i in range(2 * len(ps))]
+            assert all(h[0].distance < 1e-5 for h in hits)
+    assert progress >= 3  # the writers really did write between kills
+
+
+CONCURRENT_WRITER = """
+import os, sys, time
+import numpy as np
+from faceid.gallery import Gallery
+
+path, model, k, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+g = Gallery(path, model_id=model)
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.005)
+for j in range(3):
+    v = np.random.default_rng(100 * k + j).normal(size=128).astype(np.float32)
+    g.add((v / np.linalg.norm(v))[None], [f"w{k}"], [f"w{k}-{j}.jpg"])
+"""
+
+CONCURRENT_READER = """
+import os, sys, time
+import numpy as np
+from faceid.gallery import Gallery
+
+path, model, go, stop = sys.argv[1:5]
+queries = []
+for k in range(8):
+    v = np.random.default_rng(100 * k).normal(size=128).astype(np.float32)
+    queries.append(v / np.linalg.norm(v))
+queries = np.stack(queries)
+shared = Gallery(path, model_id=model)
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.005)
+reads, last = 0, 0
+while not os.path.exists(stop):
+    g = shared if reads % 2 else Gallery(path, model_id=model)
+    n1 = len(g)
+    people = g.people()
+    n2 = len(g)
+    total = sum(people.values())
+    assert last <= n1 <= total <= n2, (last, n1, total, n2)
+    assert set(people) <= {f"w{k}" for k in range(8)} and max(people.values(), default=0) <= 3
+    hits = g.search(queries, k=8)
+    for k, h in enumerate(hits):
+        assert len({m.name for m in h}) == len(h) >= min(8, len(people))
+        assert all(a.distance <= b.distance for a, b in zip(h, h[1:]))
+        if f"w{k}" in people:
+            assert h[0].name == f"w{k}" and h[0].distance < 1e-5, (k, h[0])
+    last = n2
+    reads += 1
+print("reads", reads, "last", last, flush=True)
+"""
+
+
+def test_concurrent_writers_all_survive_and_readers_see_consistent_states(
+    gallery_path: Path, tmp_path: Path
+) -> None:
+    env = subprocess_env()
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    common = dict(env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_WRITER, str(gallery_path), MODEL, str(k), str(go)],
+            **common,
+        )
+        for k in range(8)
+    ]
+    reader = subprocess.Popen(
+        [sys.executable, "-c", CONCURRENT_READER, str(gallery_path), MODEL, str(go), str(stop)],
+        **common,
+    )
+    try:
+        for p in [*writers, reader]:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()
+        for p in writers:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        time.sleep(0.2)  # let the reader see the final state too
+        stop.touch()
+        out, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0, err
+        reads = int(out.split()[1])
+        assert reads > 0
+    finally:
+        for p in [*writers, reader]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    g = open_gallery(gallery_path)
+    assert g.people() == {f"w{k}": 3 for k in range(8)}
+    assert len(g) == 24 and g.check() == []
+    assert sorted(e["id"] for e in g.entries()) == list(range(24))
