@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,12 +21,26 @@ from faceid.errors import FaceIDError, UsageError
 
 EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
 
+# Non-UTF-8 file names reach us as lone surrogates (PEP 383); a strict UTF-8 stdout
+# cannot write them, so they are escaped: \udcff in JSON (json.loads + os.fsencode give
+# the original bytes back) and in text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json(data: dict) -> str:
+    text = json.dumps(data, ensure_ascii=False, default=_plain)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _text(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 def _emit(ctx: click.Context, data: dict, text: str | None) -> None:
     if ctx.obj["json"]:
-        click.echo(json.dumps(data, ensure_ascii=False, default=_plain))
+        click.echo(_json(data))
     elif text is not None:
-        click.echo(text)
+        click.echo(_text(text))
 
 
 def _plain(obj):
@@ -41,9 +57,9 @@ def _plain(obj):
 
 def _fail(ctx: click.Context | None, exc: Exception, code: int) -> None:
     message = " ".join(str(exc).split()) or type(exc).__name__
-    click.echo(f"faceid: error: {message}", err=True)
+    click.echo(_text(f"faceid: error: {message}"), err=True)
     if ctx is not None and ctx.obj and ctx.obj.get("json"):
-        click.echo(json.dumps({"error": message, "kind": type(exc).__name__}, ensure_ascii=False))
+        click.echo(_json({"error": message, "kind": type(exc).__name__}))
     sys.exit(code)
 
 
@@ -115,6 +131,8 @@ def common(fn):
 
         ctx = click.get_current_context()
         ctx.obj = {"json": as_json}
+        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+            raise UsageError(f"--threshold must be a finite number >= 0, not {threshold}")
         ctx.obj["fid"] = FaceID(gallery=gallery, model=model, threshold=threshold, device=device)
         return fn(*args, **kwargs)
 
@@ -160,9 +178,14 @@ def enroll(paths, name, largest, workers):
     ]
     lines += [f"skipped {r['source']}: {r['error']}" for r in bad]
     _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))
+    if not ok and len(items) == 1:
+        # One photo and it failed: that is the command's error, not a warning.
+        click.echo(_text(f"faceid: error: {bad[0]['error']}"), err=True)
+        sys.exit(EXIT_NO)
     for r in bad:
-        click.echo(f"faceid: warning: {r['error']}", err=True)
+        click.echo(_text(f"faceid: warning: {r['error']}"), err=True)
     if not ok:
+        click.echo(f"faceid: error: no photo was enrolled ({len(bad)} failed)", err=True)
         sys.exit(EXIT_NO)
 
 
@@ -301,15 +324,17 @@ def embed(photos, from_list, output, on_no_face, largest, workers):
     if output is not None:
         import numpy as np
 
-        np.save(output, emb)
+        try:  # a file object, so that np.save does not append ".npy" to the name given
+            with open(output, "wb") as fh:
+                np.save(fh, emb)
+        except OSError as exc:
+            raise FaceIDError(f"cannot write {output}: {exc.strerror or exc}") from None
         data["output"] = str(output)
     else:
         data["embeddings"] = emb.round(6).tolist()
     lines = [f"wrote {len(emb)} embedding(s) to {output}"] if output else []
     lines += [
-        f"{row['status']}: {row['source']} {row['error'] or ''}".rstrip()
-        for row in rows
-        if row["status"] != "ok"
+        f"{row['status']}: {row['error'] or row['source']}" for row in rows if row["status"] != "ok"
     ]
     _emit(ctx, data, "\n".join(lines))
 
@@ -321,9 +346,7 @@ def doctor(repair):
     """Check the gallery's files agree with each other and with the model."""
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    from faceid.gallery import Gallery
-
-    gallery = Gallery.open_for_doctor(fid.gallery_path)
+    gallery = fid.gallery  # refuses (one line, exit 1) a gallery of another model or format
     problems = gallery.check()
     actions = gallery.repair() if (repair and problems) else []
     healthy = not problems or (repair and not gallery.check())

@@ -184,6 +184,19 @@ def _generation_files(directory: Path) -> dict[tuple[str, int], str]:
     return found
 
 
+def _refuse_orphans(path: Path) -> None:
+    """Tell a lost manifest (damage) from an interrupted creation (harmless) when there is
+    no manifest.json.
+
+    The first write commits an empty generation 0 before anything else, so files of generation
+    1 or later prove a manifest was committed and has since been lost; gen-0 files alone are an
+    empty gallery whose creation was interrupted, which reads as no gallery at all.
+    """
+    later = sorted(name for (_, gen), name in _generation_files(path).items() if gen > 0)
+    if later:
+        raise GalleryError(f"{path / MANIFEST} is missing but {later[-1]} exists; {REPAIR_HINT}")
+
+
 class _VersionMismatch(GalleryError):
     """Written by another faceid release; must not be 'repaired' by this one."""
 
@@ -519,13 +532,7 @@ class Gallery:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         if not isinstance(index_factory, str) or not index_factory.strip():
             raise ValueError("index_factory must be a non-empty FAISS factory string")
-        self.path = Path(path)
-        self.model_id = model_id
-        self.dim = dim
-        self.index_factory = index_factory
-        self._manifest_path = self.path / MANIFEST
-        self._cache: _State | None = None
-        self._mutex = threading.RLock()
+        self._setup(Path(path), model_id, dim, index_factory)
         if self.path.exists() and not self.path.is_dir():
             raise GalleryError(f"gallery path {self.path} exists but is not a directory")
         try:
@@ -535,6 +542,50 @@ class Gallery:
         except OSError as exc:
             raise GalleryError(f"cannot read {self._manifest_path}: {exc.strerror}") from None
         self._check_identity(_peek_json(raw))
+
+    @classmethod
+    def open_for_doctor(cls, path: str | os.PathLike[str]) -> Gallery:
+        """Open a gallery for check()/repair() without knowing which model made it.
+
+        The doctor must work when the model is missing or the manifest is damaged, so the
+        identity comes from whichever manifest still says it (manifest.json, then the newest
+        backup) and nothing is refused here: check() reports what is wrong, repair() refuses.
+        """
+        path = Path(path)
+        sources = [MANIFEST] + [
+            name
+            for (kind, _), name in sorted(_generation_files(path).items(), reverse=True)
+            if kind == "manifest"
+        ]
+        model_id, dim, factory = "unknown", 128, "Flat"
+        for name in sources:
+            try:
+                data = _peek_json(_read_bytes(path / name))
+            except OSError:
+                continue
+            if (
+                isinstance(data, dict)
+                and isinstance(data.get("model_id"), str)
+                and data["model_id"]
+                and _is(data.get("dim"), int)
+                and 0 < data["dim"] <= 65536
+            ):
+                model_id, dim = data["model_id"], data["dim"]
+                if isinstance(data.get("index_factory"), str) and data["index_factory"].strip():
+                    factory = data["index_factory"]
+                break
+        gallery = cls.__new__(cls)
+        gallery._setup(path, model_id, dim, factory)
+        return gallery
+
+    def _setup(self, path: Path, model_id: str, dim: int, index_factory: str) -> None:
+        self.path = path
+        self.model_id = model_id
+        self.dim = dim
+        self.index_factory = index_factory
+        self._manifest_path = path / MANIFEST
+        self._cache: _State | None = None
+        self._mutex = threading.RLock()
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.path)!r}, model_id={self.model_id!r})"
@@ -628,13 +679,7 @@ class Gallery:
             return True
 
     def _refuse_orphans(self) -> None:
-        """No manifest but generation files: the gallery lost its commit point, not its people."""
-        files = _generation_files(self.path)
-        if files:
-            example = sorted(files.values())[-1]
-            raise GalleryError(
-                f"{self._manifest_path} is missing but {example} exists; {REPAIR_HINT}"
-            )
+        _refuse_orphans(self.path)
 
     def __len__(self) -> int:
         state = self._read_state()
@@ -715,6 +760,7 @@ class Gallery:
         try:
             raw = _read_bytes(manifest_path)
         except FileNotFoundError:
+            _refuse_orphans(Path(path))
             return {
                 "exists": False,
                 "path": str(path),
@@ -761,8 +807,25 @@ class Gallery:
         finally:
             lock.release()
 
-    def _load_for_write(self) -> tuple[_Manifest, Any, np.ndarray]:
-        """Current state re-read under the lock, fully verified including the vectors file.
+    def _empty_state(self) -> tuple[_Manifest, Any, np.ndarray]:
+        manifest = _Manifest(
+            model_id=self.model_id,
+            dim=self.dim,
+            index_factory=self.index_factory,
+            generation=-1,
+            index_file="",
+            index_sha256="",
+            vectors_file="",
+            vectors_sha256="",
+            next_id=0,
+            entries=[],
+        )
+        empty = np.zeros(0, dtype=_vector_dtype(self.dim))
+        return manifest, _new_index(self.dim, self.index_factory), empty
+
+    def _load_for_write(self) -> tuple[_Manifest, Any, np.ndarray] | None:
+        """Current state re-read under the lock, fully verified including the vectors file;
+        None when there is no gallery yet.
 
         Writes refuse a damaged gallery: building a new generation on top of damage could turn
         a repairable problem into lost people.
@@ -771,40 +834,43 @@ class Gallery:
             raw = _read_bytes(self._manifest_path)
         except FileNotFoundError:
             self._refuse_orphans()
-            empty = np.zeros(0, dtype=_vector_dtype(self.dim))
-            manifest = _Manifest(
-                model_id=self.model_id,
-                dim=self.dim,
-                index_factory=self.index_factory,
-                generation=-1,
-                index_file="",
-                index_sha256="",
-                vectors_file="",
-                vectors_sha256="",
-                next_id=0,
-                entries=[],
-            )
-            return manifest, _new_index(self.dim, self.index_factory), empty
+            return None
         manifest = self._parse(raw)
         diag = _Diagnosis(manifest=manifest)
         self._verify_files(diag)
-        if diag.problems:
-            raise GalleryError(diag.problems[0])
+        problem = diag.index_problem or diag.vectors_problem
+        if problem:  # a missing backup manifest is not one: this write makes a fresh one
+            raise GalleryError(problem)
         return manifest, diag.index, diag.vectors
 
     def _write(self, mutate: Callable[[_Manifest, Any, np.ndarray], tuple[Any, np.ndarray]]) -> Any:
+        """Locked read-modify-write. A new gallery is first committed empty as generation 0,
+        so a crash during the very first write can never leave people without a manifest."""
         with self._mutex, self._locked():
             try:
-                manifest, index, vectors = self._load_for_write()
-                index, vectors = mutate(manifest, index, vectors)
+                current = self._load_for_write()
+                if current is None:
+                    manifest, index, vectors = self._empty_state()
+                    index, vectors = mutate(manifest, index, vectors)  # may refuse: write nothing
+                    self._commit(*self._empty_state(), generation=0)
+                else:
+                    manifest, index, vectors = current
+                    index, vectors = mutate(manifest, index, vectors)
                 self._commit(manifest, index, vectors)
             except OSError as exc:
                 raise GalleryError(f"cannot write gallery {self.path}: {exc}") from None
 
-    def _commit(self, manifest: _Manifest, index: Any, vectors: np.ndarray) -> None:
-        """Write a new generation and flip manifest.json to it; see the module docstring."""
-        on_disk = [gen for (_, gen) in _generation_files(self.path)]
-        generation = max([manifest.generation, *on_disk]) + 1
+    def _commit(
+        self, manifest: _Manifest, index: Any, vectors: np.ndarray, generation: int | None = None
+    ) -> None:
+        """Write a new generation and flip manifest.json to it; see the module docstring.
+
+        New generations are numbered above every file on disk, so a dead writer's leftovers are
+        never mistaken for (or half-overwrite) a committed generation's files.
+        """
+        if generation is None:
+            on_disk = [gen for (_, gen) in _generation_files(self.path)]
+            generation = max([manifest.generation, *on_disk]) + 1
         index_bytes = _serialize_index(index)
         vector_bytes = _serialize_vectors(vectors)
         manifest.generation = generation

@@ -385,6 +385,29 @@ def test_damage_is_named_reported_by_check_and_repaired_without_losing_people(
     assert open_gallery(path).people()["eve"] == 1
 
 
+@pytest.mark.parametrize("damage", [bad_json_manifest, delete_manifest, truncate_index])
+def test_doctor_opens_a_damaged_gallery_without_knowing_the_model(enrolled, damage) -> None:
+    path, x, names = enrolled
+    damage(path)
+    g = Gallery.open_for_doctor(path)
+    assert g.model_id == MODEL and g.dim == DIM
+    assert g.check()
+    assert g.repair()
+    assert g.check() == []
+    assert open_gallery(path).people() == EXPECTED_PEOPLE
+
+
+def test_doctor_reports_but_never_repairs_a_gallery_of_another_format(enrolled) -> None:
+    path, _, _ = enrolled
+    data = manifest(path)
+    data["format_version"] = FORMAT_VERSION + 1
+    write_manifest(path, data)
+    g = Gallery.open_for_doctor(path)
+    assert any("format version" in p for p in g.check())
+    with pytest.raises(GalleryError, match="format version"):
+        g.repair()
+
+
 def test_repair_drops_only_what_is_truly_unrecoverable(enrolled) -> None:
     """Vectors of older enrolments survive in older generations' files; only the newest
     write's vectors are really gone, and repair says whose."""
@@ -413,6 +436,42 @@ def test_repair_refuses_when_no_manifest_can_be_recovered(enrolled) -> None:
         g.repair()
     after = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file() and p.name != ".lock"}
     assert after == {k: v for k, v in before.items() if k != ".lock"}
+
+
+def test_repair_recounts_a_manifest_whose_only_damage_is_the_count(enrolled) -> None:
+    path, _, _ = enrolled
+    count_mismatch_manifest(path)
+    for backup in path.glob("manifest-*.json"):
+        backup.unlink()
+    g = open_gallery(path)
+    assert any("count" in p for p in g.check())
+    assert any("recomputed" in a for a in g.repair())
+    assert open_gallery(path).people() == EXPECTED_PEOPLE
+    assert open_gallery(path).check() == []
+
+
+def test_a_missing_backup_manifest_is_reported_and_restored(enrolled) -> None:
+    path, _, _ = enrolled
+    backup = path / f"manifest-{manifest(path)['generation']}.json"
+    backup.unlink()
+    g = open_gallery(path)
+    assert g.people() == EXPECTED_PEOPLE  # reads do not need it
+    assert any(backup.name in p for p in g.check())
+    assert g.repair()
+    assert open_gallery(path).check() == []
+    assert (path / f"manifest-{manifest(path)['generation']}.json").is_file()
+
+
+def test_a_lost_manifest_is_not_mistaken_for_an_empty_gallery(enrolled) -> None:
+    path, _, _ = enrolled
+    delete_manifest(path)
+    g = open_gallery(path)
+    with pytest.raises(GalleryError, match="manifest.json is missing"):
+        g.add(unit(1, seed=21), ["eve"], [""])  # must not start a new gallery over the old one
+    with pytest.raises(GalleryError, match="manifest.json is missing"):
+        g.remove("alice")
+    with pytest.raises(GalleryError, match="manifest.json is missing"):
+        Gallery.inspect(path)
 
 
 def test_leftovers_of_a_crashed_writer_are_harmless_and_cleaned_up(enrolled) -> None:
@@ -539,7 +598,8 @@ def _mutations(valid: dict) -> st.SearchStrategy[bytes]:
     )
     as_json = dicts.map(lambda d: json.dumps(d).encode())
     top_level = json_values.map(lambda v: json.dumps(v).encode())
-    return st.one_of(as_json, top_level, st.binary(max_size=200), st.just(json.dumps(valid)[:-7].encode()))
+    truncated = st.just(json.dumps(valid)[:-7].encode())
+    return st.one_of(as_json, top_level, st.binary(max_size=200), truncated)
 
 
 def test_manifest_parser_gives_a_valid_load_or_gallery_error_never_anything_else(

@@ -104,7 +104,9 @@ class EmbeddingCache:
             keys = sorted(mine_v)
         vectors = np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, 0))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(
@@ -130,7 +132,9 @@ class EmbeddingCache:
                 keys, vectors, statuses = z["keys"], z["vectors"], z["statuses"]
         except Exception:  # zipfile, numpy and OS errors alike: a cache never fails a run
             return None  # missing or unreadable: start afresh, the next save repairs it
-        if not (keys.ndim == 1 and vectors.ndim == 2 and len(keys) == len(vectors) == len(statuses)):
+        if not (
+            keys.ndim == 1 and vectors.ndim == 2 and len(keys) == len(vectors) == len(statuses)
+        ):
             return None
         return keys, vectors, statuses
 

@@ -363,9 +363,7 @@ def evaluate_pairs(
     return _finish(report, out)
 
 
-def _limit_people(
-    identities: dict[str, list[Path]], n: int, shots: int
-) -> dict[str, list[Path]]:
+def _limit_people(identities: dict[str, list[Path]], n: int, shots: int) -> dict[str, list[Path]]:
     """The first n people (by name) who can be enrolled and probed, plus the first n who cannot.
 
     Keeps both halves of the split (genuine and impostor/distractor people) so a

@@ -75,6 +75,7 @@ class Encoder:
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(crops[i : i + self.batch_size]))
-                x = x.to(self.device).permute(0, 3, 1, 2).float()
-                out[i : i + len(x)] = self.net((x - self._mean) / self._std).float().cpu().numpy()
+                x = (x.to(self.device).permute(0, 3, 1, 2).float() - self._mean) / self._std
+                emb = self.net.embed(x, flip=bool(self.checkpoint.preprocess.get("flip")))
+                out[i : i + len(x)] = emb.float().cpu().numpy()
         return out

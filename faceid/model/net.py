@@ -82,3 +82,12 @@ class FaceNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, S, S) normalised floats -> (N, D) unit vectors."""
         return F.normalize(self.head(self.body(self.stem(x))), dim=1)
+
+    def embed(self, x: torch.Tensor, flip: bool = False) -> torch.Tensor:
+        """Inference embedding; with `flip`, averaged with the mirror image's.
+
+        A face and its reflection are the same person, so averaging the two
+        steadies the vector at twice the (small) encoder cost.
+        """
+        emb = self(x)
+        return F.normalize(emb + self(x.flip(3)), dim=1) if flip else emb

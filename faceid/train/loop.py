@@ -35,7 +35,7 @@ class TrainConfig:
     margin: float = 0.2
     distill: float = 0.0
     lr: float = 2e-3
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     val_share: float = 0.1
     seed: int = 0
@@ -81,11 +81,13 @@ def to_input(crops: np.ndarray, device: str) -> torch.Tensor:
 
 
 def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
+    """Validation embeddings exactly as the shipped Encoder computes them (flip averaged)."""
     net.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(crops), batch):
-            out.append(net((to_input(crops[i : i + batch], device) - 0.5) / 0.5).float().cpu())
+            x = (to_input(crops[i : i + batch], device) - 0.5) / 0.5
+            out.append(net.embed(x, flip=True).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -236,6 +238,7 @@ def _export(net: FaceNet, cfg: TrainConfig, row: dict, path: Path) -> None:
         config=NetConfig.from_dict(cfg.net).to_dict(),
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         threshold=row["val_threshold"],
+        preprocess={"mean": [0.5] * 3, "std": [0.5] * 3, "flip": True},
         meta={"train_config": asdict(cfg) | {"people": None}, "validation": row},
     )
     save_checkpoint(ckpt, path, overwrite=True)
