@@ -23,6 +23,10 @@ from faceid.errors import FaceIDError, NoFace, UsageError
 from faceid.pipeline import Crop, Timings, crop_photo, crop_photos
 
 DEFAULT_GALLERY = "galleries/default"
+# New galleries search exactly until they hold this many faces, then switch to HNSW: around
+# 100k a flat search costs ~2 ms a query on two cores and grows linearly, while HNSW stays
+# well under 2 ms at 1M with recall@1 >= 0.99 (scripts/benchmark.py measures both).
+DEFAULT_INDEX_SWITCH = 100_000
 Photo = str | os.PathLike | np.ndarray
 
 
@@ -86,6 +90,10 @@ class FaceID:
 
     threshold: overrides the model's calibrated squared-L2 threshold.
     upsample: HOG detector upsampling (1 finds faces down to ~40 px).
+    index: FAISS factory string of a gallery this object creates ("Flat": exact).
+    index_switch: rebuild the index as `approx_index` (default HNSW32) once the gallery holds
+    more than this many faces (0: never); recorded in the gallery. None keeps what the gallery
+    records, and gives a new gallery DEFAULT_INDEX_SWITCH.
     """
 
     def __init__(
@@ -97,12 +105,16 @@ class FaceID:
         device: str = "auto",
         upsample: int = 1,
         index: str = "Flat",
+        index_switch: int | None = None,
+        approx_index: str | None = None,
     ) -> None:
         self.gallery_path = Path(gallery) if gallery is not None else default_gallery_path()
         self.model_path = model
         self.device = device
         self.upsample = upsample
         self.index = index
+        self.index_switch = index_switch
+        self.approx_index = approx_index
         self._threshold = threshold
         self._encoder = None
         self._detector = None
@@ -124,7 +136,8 @@ class FaceID:
         if self._detector is None:
             from faceid.detect import DlibHOGDetector
 
-            self._detector = DlibHOGDetector(self.upsample)
+            with self.timings.stage("load_detector"):
+                self._detector = DlibHOGDetector(self.upsample)
         return self._detector
 
     @property
@@ -132,9 +145,21 @@ class FaceID:
         if self._gallery is None:
             from faceid.gallery import Gallery
 
-            self._gallery = Gallery(
-                self.gallery_path, model_id=self.encoder.model_id, index_factory=self.index
-            )
+            model_id = self.encoder.model_id
+
+            def open_gallery(switch: int | None) -> Gallery:
+                return Gallery(
+                    self.gallery_path,
+                    model_id=model_id,
+                    index_factory=self.index,
+                    auto_switch=switch,
+                    approx_factory=self.approx_index,
+                )
+
+            gallery = open_gallery(self.index_switch)
+            if self.index_switch is None and not gallery.exists:
+                gallery = open_gallery(DEFAULT_INDEX_SWITCH)
+            self._gallery = gallery
         return self._gallery
 
     @property
@@ -154,9 +179,9 @@ class FaceID:
         result.raise_error()
         return result
 
-    def _encode(self, crops: np.ndarray) -> np.ndarray:
+    def _encode(self, crops: np.ndarray, threads: int | None = None) -> np.ndarray:
         with self.timings.stage("embed"):
-            return self.encoder.embed(crops)
+            return self.encoder.embed(crops, threads=threads)
 
     def embed(self, photo: Photo, *, largest: bool = False) -> np.ndarray:
         """The 128-d unit embedding of the one face in a photo (or the largest)."""
@@ -238,26 +263,50 @@ class FaceID:
         progress: bool = False,
         write_every: int = 1000,
     ) -> EnrollReport:
-        """Enroll (name, photo) pairs: detection in parallel, encoding in batches,
-        the gallery written once per `write_every` photos (and at the end).
+        """Enroll (name, photo) pairs: detection in parallel, encoding in batches, and the
+        gallery written at the end, plus every `write_every` photos on long runs.
 
-        Photos that fail (no face, several faces, unreadable) are reported, not fatal.
+        Crops are encoded in encoder-sized batches as they arrive, overlapping detection; while
+        detection workers hold every core the encoder keeps to one thread, since competing
+        intra-op threads would stall each other. Each intermediate write rewrites the whole
+        gallery, so writes are also spaced to cost at most ~10% of the run: a big gallery is
+        written less often than every `write_every` photos. Photos that fail (no face, several
+        faces, unreadable) are reported, not fatal. Worker seconds per stage are added to
+        `timings` (summed over processes, so they can exceed the wall time).
         """
+        import time
+
         from faceid.gallery import validate_name
+        from faceid.pipeline import resolve_workers
 
         items = [(validate_name(n), os.fspath(p)) for n, p in items]
         report = EnrollReport()
-        pending: list[tuple[str, Crop]] = []
+        parallel = resolve_workers(workers) > 1 and len(items) >= 8
+        batch: list[tuple[str, Crop]] = []
+        done: list[tuple[str, str, np.ndarray]] = []  # encoded, not yet written
+        last_write = {"at": time.perf_counter(), "took": 0.0}
 
-        def flush() -> None:
-            if not pending:
+        def encode(threads: int | None) -> None:
+            if batch:
+                emb = self._encode(np.stack([c.crop for _, c in batch]), threads=threads)
+                done.extend((n, c.source, e) for (n, c), e in zip(batch, emb))
+                batch.clear()
+
+        def write() -> None:
+            if not done:
                 return
-            emb = self._encode(np.stack([c.crop for _, c in pending]))
+            start = time.perf_counter()
             with self.timings.stage("write"):
-                ids = self.gallery.add(emb, [n for n, _ in pending], [c.source for _, c in pending])
-            for (n, c), i in zip(pending, ids):
-                report.enrolled.append({"name": n, "source": c.source, "id": int(i)})
-            pending.clear()
+                ids = self.gallery.add(
+                    np.stack([e for _, _, e in done]),
+                    [n for n, _, _ in done],
+                    [s for _, s, _ in done],
+                )
+            for (n, s, _), i in zip(done, ids):
+                report.enrolled.append({"name": n, "source": s, "id": int(i)})
+            done.clear()
+            last_write["at"] = time.perf_counter()
+            last_write["took"] = last_write["at"] - start
 
         results = crop_photos(
             [p for _, p in items],
@@ -269,13 +318,19 @@ class FaceID:
             detector=self._detector,
         )
         for (name, _), result in zip(items, results):
+            for stage, seconds in result.timings.items():
+                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
             if result.crop is None:
                 report.failed.append({"name": name, "source": result.source, "error": result.error})
                 continue
-            pending.append((name, result))
-            if len(pending) >= write_every:
-                flush()
-        flush()
+            batch.append((name, result))
+            if len(batch) >= self.encoder.batch_size:
+                encode(1 if parallel else None)
+            since = time.perf_counter() - last_write["at"]
+            if len(done) >= write_every and since >= 9 * last_write["took"]:
+                write()
+        encode(None)  # detection is over: the encoder may use every core
+        write()
         return report
 
     @staticmethod
@@ -352,7 +407,9 @@ class FaceID:
         with self.timings.stage("align"):
             crops = np.stack([align(image, f.landmarks, self.encoder.input_size) for f in faces])
         emb = self._encode(crops)
-        if len(self.gallery) == 0:
+        with self.timings.stage("load_gallery"):  # manifest + index: once per process
+            empty = len(self.gallery) == 0
+        if empty:
             raise FaceIDError(f"the gallery {self.gallery_path} is empty: enroll someone first")
         with self.timings.stage("search"):
             hits = self.gallery.search(emb, top_k)

@@ -158,24 +158,51 @@ def main() -> None:
 @click.option("--name", help="Person's name (needed for single photos and flat folders).")
 @click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
 @click.option("--workers", default=0, help="Detection processes [default: all cores].")
+@click.option(
+    "--index",
+    default="Flat",
+    show_default=True,
+    help="FAISS index factory of a NEW gallery (e.g. Flat, HNSW32, IVF4096,Flat); "
+    "an existing gallery keeps its own.",
+)
+@click.option(
+    "--index-switch",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Rebuild an exact gallery as HNSW32 once it holds more than N faces (0: never); "
+    "recorded in the gallery [default: what it records; 100000 for a new one].",
+)
 @common
-def enroll(paths, name, largest, workers):
+def enroll(paths, name, largest, workers, index, index_switch):
     """Add faces to the gallery.
 
     PATHS are photos (all enrolled as --name) or one folder of per-person
     folders (the folder name is the person's name; a flat folder needs --name).
     """
+    import time
+
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
+    if not index.strip():
+        raise UsageError("--index must be a FAISS index factory string, e.g. Flat or HNSW32")
+    fid.index, fid.index_switch = index.strip(), index_switch
     items = fid.enroll_items(list(paths), name)
+    start = time.perf_counter()
     report = fid.enroll_many(
         items, largest=largest, workers=workers, progress=not ctx.obj["json"] and len(items) > 20
     )
+    seconds = time.perf_counter() - start
     ok, bad = report.enrolled, report.failed
     lines = [
         f"enrolled {len(ok)} photo(s) of {len({r['name'] for r in ok})} person(s) "
-        f"into {fid.gallery_path}"
+        f"into {fid.gallery_path} in {seconds:.1f} s ({len(items) / seconds:.1f} photos/s)"
     ]
+    if fid._gallery is not None and fid._gallery.switched:
+        lines.append(
+            f"the gallery now holds more than {fid._gallery.recorded_switch()} faces: its index "
+            f"was rebuilt as {fid._gallery.switched} (approximate, fast at any size)"
+        )
     lines += [f"skipped {r['source']}: {r['error']}" for r in bad]
     _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))
     if not ok and len(items) == 1:
@@ -295,11 +322,11 @@ def embed(photos, from_list, output, on_no_face, largest, workers):
     fid = ctx.obj["fid"]
     paths = list(photos)
     if from_list:
-        try:
-            lines = from_list.read_text(encoding="utf-8").splitlines()
+        try:  # bytes: file names need not be UTF-8 (os.fsdecode keeps them exact)
+            lines = from_list.read_bytes().splitlines()
         except OSError as exc:
             raise UsageError(f"cannot read --from {from_list}: {exc.strerror}") from None
-        paths += [Path(s.strip()) for s in lines if s.strip()]
+        paths += [Path(os.fsdecode(s.strip())) for s in lines if s.strip()]
     if not paths:
         raise UsageError("no photos given: pass PHOTOS or --from LIST.txt")
     if output is None and not ctx.obj["json"]:
@@ -346,7 +373,9 @@ def doctor(repair):
     """Check the gallery's files agree with each other and with the model."""
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    gallery = fid.gallery  # refuses (one line, exit 1) a gallery of another model or format
+    from faceid.gallery import Gallery
+
+    gallery = Gallery.open_for_doctor(fid.gallery_path)
     problems = gallery.check()
     actions = gallery.repair() if (repair and problems) else []
     healthy = not problems or (repair and not gallery.check())

@@ -26,6 +26,14 @@ vanished they re-read the manifest and try again.
 
 Embedding ids are never reused, so an id's vector is the same in every generation that holds
 it; ``repair()`` relies on that to recover vectors from whichever intact file still has them.
+
+Search at scale: the index is exact (``Flat``) by default. A gallery can record an automatic
+switch (``auto_switch``): the write that takes it above that many embeddings rebuilds the index
+with ``approx_factory`` (HNSW by default) from the stored vectors, and the manifest records the
+new factory, so every later reader and writer uses it. Approximate indexes get search-time
+parameters (HNSW ``efSearch``, IVF ``nprobe``) chosen by size unless the manifest pins them
+with ``index_params``; they are applied whenever an index is loaded or built, so they follow the
+gallery's growth without rewriting its files.
 """
 
 from __future__ import annotations
@@ -50,7 +58,17 @@ import numpy as np
 
 from faceid.errors import BadName, GalleryError, NotEnrolled
 
-__all__ = ["FORMAT_VERSION", "Gallery", "Match", "validate_name"]
+__all__ = [
+    "DEFAULT_APPROX_FACTORY",
+    "FORMAT_VERSION",
+    "Gallery",
+    "Match",
+    "auto_index_params",
+    "make_index",
+    "search_people",
+    "tune_index",
+    "validate_name",
+]
 
 FORMAT_VERSION = 1
 MAX_NAME_LENGTH = 200
@@ -66,6 +84,15 @@ _TMP_RE = re.compile(r"\.(index|vectors|manifest)[-.][^/]*\.tmp")
 _GEN_SUFFIX = {"index": "faiss", "vectors": "npy", "manifest": "json"}
 _READ_RETRIES = 20
 _NORM_TOLERANCE = 1e-3
+
+DEFAULT_APPROX_FACTORY = "HNSW32"
+# HNSW efSearch by gallery size: (largest size, efSearch). Searches fetch k * per_person_pool
+# (>= 50) neighbours and HNSW explores max(efSearch, k), so small galleries need no more; the
+# larger values keep recall@1 against exact search >= 0.99 up to 1M faces (scripts/benchmark.py
+# measures it) at well under 2 ms a query.
+HNSW_EF_SEARCH: tuple[tuple[int, int], ...] = ((100_000, 64), (1_000_000, 128), (2**62, 256))
+# Optional manifest keys (older galleries lack them): the index policy a gallery carries.
+_POLICY_FIELDS: dict[str, type] = {"auto_switch": int, "approx_factory": str, "index_params": str}
 
 
 @dataclass(frozen=True)
@@ -358,6 +385,13 @@ def _parse_manifest(raw: bytes, where: Path, *, lenient: bool = False) -> _Manif
             raise corrupt(f"next_id {next_id} is not above the largest id {last_id}")
     if not 0 <= next_id < _MAX_INT:
         raise corrupt("next_id is out of range")
+    for key, typ in _POLICY_FIELDS.items():
+        if key in data and not _is(data[key], typ):
+            raise corrupt(f"field {key!r} should be {typ.__name__}")
+    if data.get("auto_switch", 0) < 0:
+        raise corrupt("auto_switch must not be negative")
+    if data.get("approx_factory") == "":
+        raise corrupt("approx_factory must not be empty")
     extra = {k: v for k, v in data.items() if k not in _FIELDS and k != "format_version"}
     return _Manifest(
         model_id=data["model_id"],
@@ -439,6 +473,113 @@ def _is_flat(index: Any) -> bool:
     return isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
 
 
+def _inner_index(index: Any) -> Any:
+    """The index doing the work, under the IDMap2 (and any IndexPreTransform) wrapper."""
+    import faiss
+
+    inner = faiss.downcast_index(index)
+    while isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2, faiss.IndexPreTransform)):
+        inner = faiss.downcast_index(inner.index)
+    return inner
+
+
+def auto_index_params(index: Any) -> str:
+    """Search-time parameters by index type and size, as a FAISS ParameterSpace string.
+
+    HNSW's efSearch grows with the gallery (see HNSW_EF_SEARCH); IVF probes 1/16 of its lists
+    (at least 8), which keeps recall@1 near 0.99 for the usual nlist ~ 4*sqrt(n). Exact indexes
+    need nothing.
+    """
+    import faiss
+
+    inner = _inner_index(index)
+    if isinstance(inner, faiss.IndexHNSW):
+        n = int(index.ntotal)
+        return f"efSearch={next(ef for limit, ef in HNSW_EF_SEARCH if n <= limit)}"
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is not None:
+        return f"nprobe={min(ivf.nlist, max(8, ivf.nlist // 16))}"
+    return ""
+
+
+def tune_index(index: Any, params: str | None = None) -> str:
+    """Apply search-time parameters (``params``, else auto_index_params); returns what was set.
+
+    Exact indexes take none, so a gallery's ``index_params`` wait, harmlessly, until its
+    automatic switch makes the index approximate.
+    """
+    import faiss
+
+    auto = auto_index_params(index)
+    if not auto:
+        return ""
+    chosen = params or auto
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, chosen)
+    except RuntimeError as exc:
+        raise GalleryError(f"cannot apply index parameters {chosen!r}: {_one_line(exc)}") from None
+    return chosen
+
+
+def make_index(
+    factory: str, vectors: np.ndarray, ids: np.ndarray | None = None, params: str | None = None
+) -> Any:
+    """An index exactly as a gallery builds and tunes it, for benchmarks and tools.
+
+    Gives scripts the same FAISS construction and search parameters as ``Gallery`` without a
+    gallery on disk.
+    """
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    dim = x.shape[1]
+    rows = np.zeros(len(x), dtype=_vector_dtype(dim))
+    rows["id"] = np.arange(len(x)) if ids is None else ids
+    rows["vector"] = x
+    index = _build_index(dim, factory, rows)
+    tune_index(index, params)
+    return index
+
+
+def search_people(
+    index: Any,
+    names: dict[int, str],
+    queries: np.ndarray,
+    k: int = 1,
+    *,
+    per_person_pool: int = 50,
+    n_people: int | None = None,
+) -> list[list[Match]]:
+    """Up to k people per query from an IDMap index whose ids ``names`` maps to people.
+
+    The search behind ``Gallery.search`` (see there), usable on an index built in memory.
+    """
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if index.ntotal == 0:
+        return [[] for _ in range(len(q))]
+    total = int(index.ntotal)
+    people = n_people if n_people is not None else len(set(names.values()))
+    wanted = min(k, people)
+    fetch = min(total, k * per_person_pool)
+    results: list[list[Match]] = [[] for _ in range(len(q))]
+    pending = list(range(len(q)))
+    while pending:
+        distances, labels = index.search(q[pending], fetch)
+        widen: list[int] = []
+        for row, qi in enumerate(pending):
+            best: dict[str, Match] = {}
+            for dist, label in zip(distances[row].tolist(), labels[row].tolist()):
+                name = names.get(label) if label >= 0 else None
+                if name is not None and name not in best:
+                    best[name] = Match(name, max(0.0, dist), label)
+            if len(best) < wanted and fetch < total:
+                widen.append(qi)
+                continue
+            ranked = sorted(best.values(), key=lambda m: (m.distance, m.name))
+            results[qi] = ranked[:k]
+        pending = widen
+        fetch = min(total, fetch * 4)
+    return results
+
+
 def _serialize_index(index: Any) -> bytes:
     import faiss
 
@@ -484,9 +625,29 @@ class _State:
     index: Any
     names: dict[int, str]
     n_people: int = 0
+    stamp: tuple[int, ...] | None = None  # manifest.json's stat when `raw` was read
+    head: int = 0  # bytes of `raw` up to the entries: generation, digests, count
 
     def __post_init__(self) -> None:
         self.n_people = len(set(self.names.values()))
+        self.head = _head_length(self.raw)
+
+
+def _head_length(raw: bytes) -> int:
+    """Length of a manifest's head (everything before the entries), or 0 if unrecognised.
+
+    Every commit writes a new generation number into the head, so an unchanged head of an
+    unchanged file (same stat) is the same commit: readers of a 1M-face gallery then compare a
+    few hundred bytes per search instead of re-reading ~100 MB of entries.
+    """
+    end = raw.find(b'\n "entries": [')
+    if end < 0 or raw.find(b'"generation"', 0, end) < 0:
+        return 0
+    return end
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass
@@ -514,6 +675,13 @@ class Gallery:
 
     ``index_factory`` only applies when the gallery is created; afterwards the factory recorded
     in the manifest is used, so a config change cannot silently mix index types.
+
+    ``auto_switch`` (embeddings; 0 = never), ``approx_factory`` and ``index_params`` (a FAISS
+    ParameterSpace string such as ``"efSearch=256"`` for approximate indexes; empty = chosen by
+    size) are the gallery's index policy. Given (not None), they are recorded in the manifest
+    by the next write and kept from then on; None means "whatever the manifest records" (for a
+    new gallery: no switch, ``DEFAULT_APPROX_FACTORY``, automatic parameters). The switch is
+    one way: an approximate index stays approximate if people are later removed.
     """
 
     lock_timeout: float = 120.0
@@ -525,6 +693,9 @@ class Gallery:
         model_id: str,
         dim: int = 128,
         index_factory: str = "Flat",
+        auto_switch: int | None = None,
+        approx_factory: str | None = None,
+        index_params: str | None = None,
     ) -> None:
         if not isinstance(model_id, str) or not model_id:
             raise ValueError("model_id must be a non-empty string")
@@ -532,7 +703,26 @@ class Gallery:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         if not isinstance(index_factory, str) or not index_factory.strip():
             raise ValueError("index_factory must be a non-empty FAISS factory string")
+        if auto_switch is not None and (type(auto_switch) is not int or auto_switch < 0):
+            raise ValueError(f"auto_switch must be an integer >= 0 or None, got {auto_switch!r}")
+        if approx_factory is not None and (
+            not isinstance(approx_factory, str) or not approx_factory.strip()
+        ):
+            raise ValueError("approx_factory must be a non-empty FAISS factory string")
+        if approx_factory is not None and "idmap" in approx_factory.lower():
+            raise ValueError(f"approx_factory {approx_factory!r} must not contain IDMap")
+        if index_params is not None and not isinstance(index_params, str):
+            raise ValueError("index_params must be a FAISS ParameterSpace string")
         self._setup(Path(path), model_id, dim, index_factory)
+        self._policy = {
+            k: v
+            for k, v in (
+                ("auto_switch", auto_switch),
+                ("approx_factory", approx_factory),
+                ("index_params", index_params),
+            )
+            if v is not None
+        }
         if self.path.exists() and not self.path.is_dir():
             raise GalleryError(f"gallery path {self.path} exists but is not a directory")
         try:
@@ -586,6 +776,8 @@ class Gallery:
         self._manifest_path = path / MANIFEST
         self._cache: _State | None = None
         self._mutex = threading.RLock()
+        self._policy: dict[str, Any] = {}
+        self.switched: str | None = None  # the factory the last add() switched the index to
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.path)!r}, model_id={self.model_id!r})"
@@ -634,15 +826,20 @@ class Gallery:
         a file that stays missing while the manifest is unchanged is real damage.
         """
         for _ in range(_READ_RETRIES):
+            with self._mutex:
+                cache = self._cache
             try:
-                raw = _read_bytes(self._manifest_path)
+                raw, stamp = self._read_manifest(cache)
             except FileNotFoundError:
                 self._refuse_orphans()
                 return None
             except OSError as exc:
                 raise GalleryError(f"cannot read {self._manifest_path}: {exc.strerror}") from None
+            if raw is None:
+                return cache
             with self._mutex:
                 if self._cache is not None and self._cache.raw == raw:
+                    self._cache.stamp = stamp
                     return self._cache
             manifest = self._parse(raw)
             index_path = self.path / manifest.index_file
@@ -666,11 +863,27 @@ class Gallery:
             index_ids = _index_ids(index)
             if not _same_ids(index_ids, ids):
                 raise GalleryError(_disagree(index_path, self._manifest_path, index_ids, ids))
-            state = _State(raw, manifest, index, {e["id"]: e["name"] for e in manifest.entries})
+            tune_index(index, manifest.extra.get("index_params"))
+            names = {e["id"]: e["name"] for e in manifest.entries}
+            state = _State(raw, manifest, index, names, stamp=stamp)
             with self._mutex:
                 self._cache = state
             return state
         raise GalleryError(f"gallery {self.path} kept changing while being read; try again")
+
+    def _read_manifest(self, cache: _State | None) -> tuple[bytes | None, tuple[int, ...]]:
+        """manifest.json's bytes and stat; None for the bytes when they are the cached ones.
+
+        The stat and the bytes come from one open file, so a concurrent os.replace cannot pair
+        one file's stat with the other's content.
+        """
+        with open(self._manifest_path, "rb") as fh:
+            stamp = _stamp(os.fstat(fh.fileno()))
+            if cache is not None and cache.head and cache.stamp == stamp:
+                if fh.read(cache.head) == cache.raw[: cache.head]:
+                    return None, stamp
+                fh.seek(0)
+            return fh.read(), stamp
 
     def _manifest_changed(self, raw: bytes) -> bool:
         try:
@@ -716,28 +929,9 @@ class Gallery:
         state = self._read_state()
         if state is None or state.index.ntotal == 0:
             return [[] for _ in range(len(q))]
-        total = int(state.index.ntotal)
-        wanted = min(k, state.n_people)
-        fetch = min(total, k * per_person_pool)
-        results: list[list[Match]] = [[] for _ in range(len(q))]
-        pending = list(range(len(q)))
-        while pending:
-            distances, labels = state.index.search(q[pending], fetch)
-            widen: list[int] = []
-            for row, qi in enumerate(pending):
-                best: dict[str, Match] = {}
-                for dist, label in zip(distances[row], labels[row]):
-                    name = state.names.get(int(label)) if label >= 0 else None
-                    if name is not None and name not in best:
-                        best[name] = Match(name, max(0.0, float(dist)), int(label))
-                if len(best) < wanted and fetch < total:
-                    widen.append(qi)
-                    continue
-                ranked = sorted(best.values(), key=lambda m: (m.distance, m.name))
-                results[qi] = ranked[:k]
-            pending = widen
-            fetch = min(total, fetch * 4)
-        return results
+        return search_people(
+            state.index, state.names, q, k, per_person_pool=per_person_pool, n_people=state.n_people
+        )
 
     def _as_matrix(self, x: np.ndarray, what: str) -> np.ndarray:
         arr = np.asarray(x, dtype=np.float32)
@@ -767,6 +961,8 @@ class Gallery:
                 "model_id": None,
                 "dim": None,
                 "index_factory": None,
+                "auto_switch": None,
+                "approx_factory": None,
                 "count": 0,
                 "people": {},
             }
@@ -779,6 +975,8 @@ class Gallery:
             "model_id": manifest.model_id,
             "dim": manifest.dim,
             "index_factory": manifest.index_factory,
+            "auto_switch": manifest.extra.get("auto_switch"),
+            "approx_factory": manifest.extra.get("approx_factory"),
             "count": len(manifest.entries),
             "people": dict(sorted(Counter(e["name"] for e in manifest.entries).items())),
         }
@@ -851,10 +1049,12 @@ class Gallery:
                 current = self._load_for_write()
                 if current is None:
                     manifest, index, vectors = self._empty_state()
+                    manifest.extra.update(self._policy)
                     index, vectors = mutate(manifest, index, vectors)  # may refuse: write nothing
                     self._commit(*self._empty_state(), generation=0)
                 else:
                     manifest, index, vectors = current
+                    manifest.extra.update(self._policy)
                     index, vectors = mutate(manifest, index, vectors)
                 self._commit(manifest, index, vectors)
             except OSError as exc:
@@ -871,6 +1071,7 @@ class Gallery:
         if generation is None:
             on_disk = [gen for (_, gen) in _generation_files(self.path)]
             generation = max([manifest.generation, *on_disk]) + 1
+        tune_index(index, manifest.extra.get("index_params"))  # a bad setting refuses the write
         index_bytes = _serialize_index(index)
         vector_bytes = _serialize_vectors(vectors)
         manifest.generation = generation
@@ -886,8 +1087,9 @@ class Gallery:
         _atomic_write(self.path, MANIFEST, raw)  # the commit point
         _fsync_dir(self.path)
         names = {e["id"]: e["name"] for e in manifest.entries}
+        stamp = _stamp(os.stat(self._manifest_path))  # we hold the lock: still our file
         with self._mutex:
-            self._cache = _State(raw, manifest, index, names)
+            self._cache = _State(raw, manifest, index, names, stamp=stamp)
         self._cleanup(generation)
 
     def _cleanup(self, generation: int) -> int:
@@ -932,8 +1134,10 @@ class Gallery:
             if not isinstance(s, str):
                 raise TypeError(f"sources must be strings, got {type(s).__name__}")
         new_ids: list[int] = []
+        switched: str | None = None
 
         def mutate(manifest: _Manifest, index: Any, vectors: np.ndarray) -> tuple[Any, np.ndarray]:
+            nonlocal switched
             ids = np.arange(manifest.next_id, manifest.next_id + len(x), dtype=np.int64)
             added = _now()
             for i, name, source in zip(ids, clean, sources):
@@ -945,7 +1149,20 @@ class Gallery:
             rows["id"] = ids
             rows["vector"] = x
             vectors = np.concatenate([vectors, rows])
-            if index.is_trained:
+            limit = manifest.extra.get("auto_switch", 0)
+            approx = manifest.extra.get("approx_factory", DEFAULT_APPROX_FACTORY)
+            if (
+                limit
+                and len(vectors) > limit
+                and approx != manifest.index_factory
+                and _is_flat(index)
+            ):
+                # Rebuilt from the stored vectors (not the index), like repair: the vectors
+                # file is the source of truth. The new factory is recorded by this commit.
+                index = _build_index(manifest.dim, approx, vectors)
+                manifest.index_factory = approx
+                switched = approx
+            elif index.is_trained:
                 index.add_with_ids(x, ids)
             else:
                 index = _build_index(manifest.dim, manifest.index_factory, vectors)
@@ -953,6 +1170,7 @@ class Gallery:
             return index, vectors
 
         self._write(mutate)
+        self.switched = switched
         return new_ids
 
     def remove(self, name: str) -> int:

@@ -126,6 +126,16 @@ def crop_photo(
 _worker: dict = {}
 
 
+def resolve_workers(workers: int = 0) -> int:
+    """Detection processes for `workers` (0: one per core this process may run on)."""
+    if workers > 0:
+        return workers
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def _init(upsample: int) -> None:
     import cv2
 
@@ -156,7 +166,7 @@ def crop_photos(
     """
     from tqdm import tqdm
 
-    workers = workers or os.cpu_count() or 1
+    workers = resolve_workers(workers)
     jobs = [(s, size, pick, on_no_face) for s in sources]
     bar = dict(total=len(jobs), desc="detect", unit="photo", disable=not progress)
     if workers <= 1 or len(jobs) < 8:

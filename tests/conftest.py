@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +138,44 @@ def gallery(tmp_path: Path) -> Path:
     return tmp_path / "gallery"
 
 
+@pytest.fixture(scope="session")
+def _detectors() -> dict[int, object]:
+    return {}
+
+
 @pytest.fixture
-def faceid_run(tiny_model: Path, gallery: Path) -> FaceIDRun:
+def fast_cpu(monkeypatch: pytest.MonkeyPatch, _detectors: dict[int, object]) -> Iterator[None]:
+    """Make each in-process CLI run cheap without changing what it computes.
+
+    - One dlib detector per upsample for the whole session: building one costs ~0.2 s and a
+      test suite runs the CLI a hundred times. The detector is stateless (it holds a lock).
+    - One torch thread: on a busy 2-core machine two intra-op threads make the tiny model's
+      forward pass take ~200 ms instead of ~0.2 ms. Restored after the test.
+    """
+    import torch
+
+    import faceid.detect
+    import faceid.pipeline
+
+    real = faceid.detect.DlibHOGDetector
+
+    def shared(upsample: int = 1) -> object:
+        if upsample not in _detectors:
+            _detectors[upsample] = real(upsample)
+        return _detectors[upsample]
+
+    monkeypatch.setattr(faceid.detect, "DlibHOGDetector", shared)
+    monkeypatch.setattr(faceid.pipeline, "DlibHOGDetector", shared)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def faceid_run(tiny_model: Path, gallery: Path, fast_cpu: None) -> FaceIDRun:
     """run(*args, model=..., gallery=...) invokes `faceid.cli.main` in-process.
 
     `--model` (the tiny model) and `--gallery` (this test's) are appended after the subcommand's

@@ -241,6 +241,141 @@ def test_other_index_factories_add_remove_and_search(gallery_path: Path, factory
     assert open_gallery(gallery_path).check() == []
 
 
+# ------------------------------------------------------------------------------ index switch
+
+
+def inner_index(g: Gallery):
+    """The tuned FAISS index a gallery object searches (its cached snapshot's)."""
+    import faiss
+
+    return faiss.downcast_index(g._read_state().index.index)
+
+
+def test_the_write_that_crosses_auto_switch_rebuilds_an_approximate_index(
+    gallery_path: Path,
+) -> None:
+    x = unit(80, seed=30)
+    names = [f"p{i % 16}" for i in range(80)]
+    g = open_gallery(gallery_path, auto_switch=50)
+    g.add(x[:50], names[:50], [""] * 50)  # 50 is not above the switch
+    assert manifest(gallery_path)["index_factory"] == "Flat" and g.switched is None
+    g.add(x[50:60], names[50:60], [""] * 10)
+    data = manifest(gallery_path)
+    assert data["index_factory"] == "HNSW32" and data["auto_switch"] == 50
+    assert g.switched == "HNSW32"
+
+    # Every reader (one that never heard of the policy too) uses the recorded factory, and the
+    # rebuilt index holds exactly the stored embeddings under their ids.
+    fresh = Gallery(gallery_path, model_id=MODEL, dim=DIM)
+    assert fresh.check() == []
+    hits = fresh.search(x[:60])
+    assert [h[0].id for h in hits] == list(range(60))
+    assert inner_index(fresh).hnsw.efSearch == 64  # chosen by size
+
+    # It stays approximate: more adds go into the HNSW index, removal rebuilds it as HNSW.
+    fresh.add(x[60:], names[60:], [""] * 20)
+    assert fresh.remove("p0") == 5
+    assert manifest(gallery_path)["index_factory"] == "HNSW32"
+    assert fresh.switched is None and fresh.check() == []
+    assert Gallery.inspect(gallery_path)["auto_switch"] == 50
+
+
+def test_the_recorded_switch_applies_to_later_writers_until_changed(gallery_path: Path) -> None:
+    x = unit(120, seed=31)
+    names = [f"p{i}" for i in range(120)]
+    open_gallery(gallery_path, auto_switch=50).add(x[:10], names[:10], [""] * 10)
+    # An explicit 0 is recorded and turns the switch off...
+    open_gallery(gallery_path, auto_switch=0).add(x[10:60], names[10:60], [""] * 50)
+    assert manifest(gallery_path)["index_factory"] == "Flat"
+    assert manifest(gallery_path)["auto_switch"] == 0
+    # ...a later size turns it back on, and a writer passing nothing keeps what is recorded.
+    open_gallery(gallery_path, auto_switch=100).add(x[60:70], names[60:70], [""] * 10)
+    assert manifest(gallery_path)["index_factory"] == "Flat"
+    open_gallery(gallery_path).add(x[70:], names[70:], [""] * 50)
+    data = manifest(gallery_path)
+    assert data["index_factory"] == "HNSW32" and data["auto_switch"] == 100
+
+
+def test_one_add_past_the_switch_on_a_new_gallery_switches_at_once(gallery_path: Path) -> None:
+    x = unit(60, seed=32)
+    g = open_gallery(gallery_path, auto_switch=50, approx_factory="IVF4,Flat")
+    g.add(x, [f"p{i}" for i in range(60)], [""] * 60)
+    assert manifest(gallery_path)["index_factory"] == "IVF4,Flat"
+    assert inner_index(open_gallery(gallery_path)).nprobe == 4  # 1/16 of lists, at least 8, <= 4
+    assert [h[0].id for h in g.search(x)] == list(range(60))
+    assert g.check() == []
+
+
+def test_pinned_index_params_are_recorded_and_applied(gallery_path: Path) -> None:
+    x = unit(60, seed=33)
+    g = open_gallery(gallery_path, auto_switch=50, index_params="efSearch=200")
+    g.add(x, [f"p{i}" for i in range(60)], [""] * 60)
+    assert manifest(gallery_path)["index_params"] == "efSearch=200"
+    assert inner_index(g).hnsw.efSearch == 200
+    assert inner_index(open_gallery(gallery_path)).hnsw.efSearch == 200
+
+
+@pytest.mark.parametrize(
+    ("policy", "error"),
+    [
+        ({"approx_factory": "NotAFactory"}, "cannot build index factory"),
+        ({"index_params": "nprobe=4"}, "cannot apply index parameters"),
+    ],
+)
+def test_a_switch_that_cannot_be_built_refuses_the_write_and_changes_nothing(
+    gallery_path: Path, policy: dict, error: str
+) -> None:
+    x = unit(60, seed=34)
+    open_gallery(gallery_path).add(x[:40], ["a"] * 40, [""] * 40)
+    before = (gallery_path / "manifest.json").read_bytes()
+    with pytest.raises(GalleryError, match=error):
+        open_gallery(gallery_path, auto_switch=50, **policy).add(x[40:], ["b"] * 20, [""] * 20)
+    assert (gallery_path / "manifest.json").read_bytes() == before
+    assert open_gallery(gallery_path).check() == []
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"auto_switch": -1},
+        {"auto_switch": 1.5},
+        {"approx_factory": ""},
+        {"approx_factory": "IDMap,Flat"},
+    ],
+)
+def test_bad_index_policies_are_refused_up_front(gallery_path: Path, kw: dict) -> None:
+    with pytest.raises(ValueError):
+        open_gallery(gallery_path, **kw)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("auto_switch", "50"), ("auto_switch", -5), ("approx_factory", 7)]
+)
+def test_a_malformed_index_policy_in_the_manifest_is_corruption(
+    enrolled, key: str, value: object
+) -> None:
+    path, _, _ = enrolled
+    data = manifest(path)
+    data[key] = value
+    write_manifest(path, data)
+    with pytest.raises(GalleryError, match=key):
+        len(open_gallery(path))
+
+
+def test_a_cached_reader_sees_every_commit_of_other_writers(gallery_path: Path) -> None:
+    """Readers skip re-reading an unchanged manifest; same-size commits must still show."""
+    x = unit(4, seed=35)
+    reader = open_gallery(gallery_path)
+    open_gallery(gallery_path).add(x[:2], ["anna", "bert"], ["", ""])
+    assert reader.people() == {"anna": 1, "bert": 1}
+    for old, new in (("anna", "anne"), ("anne", "anna"), ("bert", "bart")):
+        size = (gallery_path / "manifest.json").stat().st_size
+        open_gallery(gallery_path).rename(old, new)
+        assert (gallery_path / "manifest.json").stat().st_size == size
+        assert new in reader.people() and old not in reader.people()
+    assert reader.search(x[1])[0][0].name == "bart"
+
+
 # ------------------------------------------------------------------------------ refusals
 
 
