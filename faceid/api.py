@@ -80,9 +80,13 @@ class EnrollReport:
 
     enrolled: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    index_switched: str | None = None  # the factory a write switched the gallery's index to
 
     def to_dict(self) -> dict:
-        return {"enrolled": self.enrolled, "failed": self.failed}
+        data = {"enrolled": self.enrolled, "failed": self.failed}
+        if self.index_switched:
+            data["index_switched"] = self.index_switched
+        return data
 
 
 class FaceID:
@@ -304,6 +308,7 @@ class FaceID:
                 )
             for (n, s, _), i in zip(done, ids):
                 report.enrolled.append({"name": n, "source": s, "id": int(i)})
+            report.index_switched = report.index_switched or self.gallery.switched
             done.clear()
             last_write["at"] = time.perf_counter()
             last_write["took"] = last_write["at"] - start
@@ -396,16 +401,18 @@ class FaceID:
         if top_k < 1:
             raise UsageError("--top-k must be at least 1")
         source = "<array>" if isinstance(photo, np.ndarray) else os.fsdecode(photo)
+        # Loaded before the stages start, so their own stages are not counted twice.
+        detector, size = self.detector, self.encoder.input_size
         with self.timings.stage("load"):
             image = photo if isinstance(photo, np.ndarray) else load_image(photo)
         with self.timings.stage("detect"):
-            faces = self.detector.detect(image)
+            faces = detector.detect(image)
         if not faces:
             raise NoFace(f"{source}: no face found")
         if not all_faces:
             faces = [choose_face(faces, image, "largest" if largest else "single", source)]
         with self.timings.stage("align"):
-            crops = np.stack([align(image, f.landmarks, self.encoder.input_size) for f in faces])
+            crops = np.stack([align(image, f.landmarks, size) for f in faces])
         emb = self._encode(crops)
         with self.timings.stage("load_gallery"):  # manifest + index: once per process
             empty = len(self.gallery) == 0

@@ -139,8 +139,15 @@ def common(fn):
     return guarded(wrapper)
 
 
+# Pipeline order for --timings; one-off loads first so the per-photo stages read together.
+_STAGES = ("load_model", "load_detector", "load_gallery", "load", "detect", "align", "embed")
+
+
 def _timings(fid) -> dict:
-    return {k: round(v * 1000, 2) for k, v in fid.timings.items()}
+    """Milliseconds per stage in pipeline order (stages never nest, so they add up)."""
+    order = {name: i for i, name in enumerate(_STAGES)}
+    items = sorted(fid.timings.items(), key=lambda kv: order.get(kv[0], len(order)))
+    return {k: round(v * 1000, 2) for k, v in items}
 
 
 def _timing_text(fid) -> str:
@@ -198,10 +205,10 @@ def enroll(paths, name, largest, workers, index, index_switch):
         f"enrolled {len(ok)} photo(s) of {len({r['name'] for r in ok})} person(s) "
         f"into {fid.gallery_path} in {seconds:.1f} s ({len(items) / seconds:.1f} photos/s)"
     ]
-    if fid._gallery is not None and fid._gallery.switched:
+    if report.index_switched:
         lines.append(
-            f"the gallery now holds more than {fid._gallery.recorded_switch()} faces: its index "
-            f"was rebuilt as {fid._gallery.switched} (approximate, fast at any size)"
+            f"the gallery passed its --index-switch size: its index was rebuilt as "
+            f"{report.index_switched} (approximate search, fast at any size)"
         )
     lines += [f"skipped {r['source']}: {r['error']}" for r in bad]
     _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from faceid.train.data import prepare_cache, read_people_file, scan_people
+from faceid.evaluate.protocols import read_people, scan_identities
+from faceid.train.data import prepare_cache
 
 
 @click.command()
@@ -33,8 +34,9 @@ from faceid.train.data import prepare_cache, read_people_file, scan_people
 @click.option("--teacher/--no-teacher", default=False, help="Also store dlib's descriptors.")
 @click.option("--limit", default=0, help="Only the first N images (smoke tests).")
 def main(root, people, out, size, upsample, workers, teacher, limit):
-    names = read_people_file(people) if people else None
-    items = scan_people(root, names)
+    identities = scan_identities(root)
+    names = [n for n, _ in read_people(people)] if people else sorted(identities)
+    items = [(n, p) for n in sorted(names) for p in identities.get(n, [])]
     if limit:
         items = items[:limit]
     summary = prepare_cache(

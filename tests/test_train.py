@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceid.evaluate.protocols import read_people, scan_identities
 from faceid.model.encoder import Encoder
 from faceid.model.net import NetConfig
-from faceid.train.data import FaceCache, prepare_cache, read_people_file, scan_people
+from faceid.train.data import FaceCache, prepare_cache
 from faceid.train.loop import TrainConfig, split_people, train
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
@@ -18,13 +19,9 @@ LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 def small_cache(tmp_path_factory):
     if not LFW.is_dir():
         pytest.skip("../shared/data/lfw is absent: no real photos to train on")
-    names = read_people_file(LFW / "peopleDevTrain.txt")
-    items = scan_people(LFW, names)
-    by_name: dict[str, list] = {}
-    for name, path in items:
-        by_name.setdefault(name, []).append((name, path))
-    chosen = [v[:4] for v in by_name.values() if len(v) >= 4][:14]
-    items = [x for v in chosen for x in v]
+    identities = scan_identities(LFW)
+    names = sorted(n for n, k in read_people(LFW / "peopleDevTrain.txt") if k >= 4)[:14]
+    items = [(n, p) for n in names for p in identities[n][:4]]
     out = tmp_path_factory.mktemp("cache")
     summary = prepare_cache(items, out, size=32, workers=2, teacher=True)
     assert summary["count"] == len(items) == 56

@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faceid.imageio import is_image_path
+
 __all__ = [
     "Pair",
     "read_pairs",
@@ -18,11 +20,9 @@ __all__ = [
     "scan_identities",
     "IdentifySplit",
     "identify_split",
-    "IMAGE_SUFFIXES",
     "DEV_FOLDS",
 ]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 DEV_FOLDS = 10
 """Folds assigned to View 1 files (pairsDevTrain/pairsDevTest), which define none."""
 
@@ -203,7 +203,7 @@ def scan_identities(root: str | Path) -> dict[str, list[Path]]:
         images = sorted(
             p
             for p in person.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+            if p.is_file() and not p.name.startswith(".") and is_image_path(p)
         )
         if images:
             out[person.name] = images

@@ -16,38 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from faceid.imageio import is_image_path, load_image
+from faceid.imageio import load_image
 from faceid.pipeline import crop_photo
 
 CROPS = "crops.u8"
 INDEX = "index.json"
 TEACHER = "teacher.npy"
-
-
-def scan_people(root: Path, people: list[str] | None = None) -> list[tuple[str, Path]]:
-    """(name, path) for every image of a folder of per-person folders, optionally only `people`."""
-    root = Path(root)
-    names = (
-        sorted(people)
-        if people is not None
-        else sorted(p.name for p in root.iterdir() if p.is_dir())
-    )
-    items = []
-    for name in names:
-        folder = root / name
-        if folder.is_dir():
-            items += [(name, p) for p in sorted(folder.iterdir()) if is_image_path(p)]
-    return items
-
-
-def read_people_file(path: Path) -> list[str]:
-    """Names from an LFW people file (peopleDevTrain.txt style: count line, then name<TAB>n)."""
-    names = []
-    for line in Path(path).read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) == 2:
-            names.append(parts[0])
-    return names
 
 
 @dataclass

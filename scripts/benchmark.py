@@ -1,0 +1,839 @@
+"""Measure faceid on this machine: per-photo latency, enroll throughput, search at scale.
+
+Prints a markdown report on stdout (progress on stderr) and, with --json-out, writes every
+number as JSON. Everything is measured here and now: nothing is copied from elsewhere, so run
+it on an otherwise idle machine (the report records the load average at the start).
+
+    python scripts/benchmark.py --json-out reports/benchmark.json > reports/benchmark.md
+    python scripts/benchmark.py --quick            # small sizes: a smoke run, not a measurement
+
+Sections:
+
+1. Per-photo latency: `FaceID.identify` of one photo at a time with the model loaded once, ms
+   per stage (median over --latency-photos photos); and the wall time of `faceid verify` and
+   `faceid --help` started as fresh processes (cold start, torch import included).
+2. Enroll throughput on --photos LFW photos: faceid's pipeline (`FaceID.enroll_many`: detection
+   in one process per core, batched encoder, one gallery write) against the same faceid stages
+   one photo at a time in one process (encoder batch 1, a gallery write per photo), and against
+   dlib's face_recognition pipeline made of the same dlib calls face_recognition makes
+   (face_recognition itself needs dlib compiled from source, so it is not a dependency).
+3. Search at --sizes gallery sizes: exact (Flat) against approximate (HNSW, optionally IVF)
+   indexes built and tuned exactly as the gallery builds them, queried one at a time through
+   the gallery's own search code (`faceid.gallery.search_people`). The base is the model's
+   embeddings of LFW faces; larger sizes add synthetic faces made from real ones (embedding +
+   gaussian noise, renormalised). Queries are real embeddings of held-out photos of enrolled
+   people.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LFW = ROOT.parent / "shared" / "data" / "lfw"
+CROP_CACHES = ("cache/lfw-devtrain", "cache/lfw-devtest")
+STAGES = ("load", "detect", "align", "embed", "search")
+DLIB_LABEL = "dlib face_recognition pipeline (same calls)"
+TARGET_SPEEDUP = 2.0
+TARGET_MS = 2.0
+TARGET_RECALL = 0.99
+
+
+def log(message: str) -> None:
+    """Progress for the person waiting; stdout stays the report."""
+    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
+
+
+def bar(iterable: Any = None, **kw: Any) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kw)
+
+
+def median_ms(seconds: list[float]) -> float | None:
+    return round(statistics.median(seconds) * 1000, 3) if seconds else None
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def lfw_photos(root: Path) -> list[tuple[str, Path]]:
+    """(person, photo) for every LFW photo, people and photos in name order."""
+    items = []
+    for person in sorted(p for p in root.iterdir() if p.is_dir()):
+        items += [(person.name, f) for f in sorted(person.glob("*.jpg"))]
+    return items
+
+
+def spread(items: list, n: int) -> list:
+    """n items evenly spread over the list: many people, not the first few alphabetically."""
+    if n >= len(items):
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
+def machine() -> dict:
+    import faiss
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "faiss": faiss.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# ----------------------------------------------------------------------------- 1. latency
+
+
+def measure_latency(
+    photos: list[tuple[str, Path]], model: Path | None, device: str, workers: int, tmp: Path
+) -> dict:
+    """Median ms per stage of identify, one photo at a time, model/detector/gallery warm."""
+    from faceid import FaceID
+    from faceid.errors import FaceIDError
+
+    gallery = tmp / "latency-gallery"
+    log(f"latency: enrolling {len(photos)} photos to search against")
+    FaceID(gallery=gallery, model=model, device=device).enroll_many(
+        photos, largest=True, workers=workers
+    )
+    fid = FaceID(gallery=gallery, model=model, device=device)
+    one_off: dict[str, float] = {}
+    per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+    walls: list[float] = []
+    failed = 0
+    found: list[str] = []
+    for _, photo in bar(photos, desc="latency", unit="photo"):
+        fid.timings.clear()
+        start = time.perf_counter()
+        try:
+            fid.identify(photo, largest=True)
+        except FaceIDError:
+            failed += 1
+            continue
+        wall = time.perf_counter() - start
+        found.append(str(photo))
+        if not one_off:  # the first call loads the model, detector and gallery: kept apart
+            one_off = {
+                k: round(fid.timings.get(k, 0.0) * 1000, 1)
+                for k in ("load_model", "load_detector", "load_gallery")
+            }
+            continue
+        walls.append(wall)
+        for s in STAGES:
+            per_stage[s].append(fid.timings.get(s, 0.0))
+    return {
+        "photos": len(photos),
+        "measured": len(walls),
+        "failed": failed,
+        "gallery_faces": len(fid.gallery),
+        "median_ms": {s: median_ms(v) for s, v in per_stage.items()},
+        "median_total_ms": median_ms(walls),
+        "one_off_ms": one_off,
+        "photos_with_a_face": found,
+    }
+
+
+def measure_cold_start(a: Path, b: Path, model: Path | None, device: str, runs: int) -> dict:
+    """Wall time of fresh `faceid verify` and `faceid --help` processes."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    base = [sys.executable, "-m", "faceid.cli"]
+    verify = [*base, "verify", str(a), str(b), "--json", "--timings", "--device", device]
+    if model is not None:
+        verify += ["--model", str(model)]
+
+    def wall(cmd: list[str]) -> tuple[float, str]:
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode not in (0, 1):  # verify: 0 same, 1 different
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+        return seconds, proc.stdout
+
+    help_s = [wall([*base, "--help"])[0] for _ in range(runs)]
+    verify_runs = [wall(verify) for _ in bar(range(runs), desc="cold start", unit="run")]
+    stages = json.loads(verify_runs[-1][1]).get("timings_ms", {})
+    return {
+        "runs": runs,
+        "help_ms": median_ms(help_s),
+        "verify_ms": median_ms([s for s, _ in verify_runs]),
+        "verify_stages_ms": stages,
+    }
+
+
+# ----------------------------------------------------------------------------- 2. enroll
+
+
+def dlib_enroll(items: list[tuple[str, Path]], out: Path) -> dict:
+    """face_recognition's enrollment, call for call, one image at a time.
+
+    face_recognition.load_image_file -> PIL convert('RGB'); face_encodings(image) ->
+    detector(image, 1), shape_predictor (5-point "small" model) per face, then
+    compute_face_descriptor(image, shape, num_jitters=1) per face. The first face's encoding
+    is kept (the usual `face_encodings(img)[0]`), all are computed as face_recognition does.
+    Models are loaded before the clock starts, as face_recognition loads them on import.
+    """
+    import dlib
+    from PIL import Image
+
+    from faceid.detect import model_file
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
+    encoder = dlib.face_recognition_model_v1(
+        str(model_file("dlib_face_recognition_resnet_model_v1.dat"))
+    )
+    known, names, failed = [], [], 0
+    start = time.perf_counter()
+    for name, photo in bar(items, desc="dlib", unit="photo"):
+        with Image.open(photo) as im:
+            image = np.array(im.convert("RGB"))
+        shapes = [predictor(image, rect) for rect in detector(image, 1)]
+        encodings = [np.array(encoder.compute_face_descriptor(image, s, 1)) for s in shapes]
+        if not encodings:
+            failed += 1
+            continue
+        known.append(encodings[0])
+        names.append(name)
+    with open(out, "wb") as fh:  # the "gallery": written once, as scripts using it do
+        np.save(fh, np.stack(known) if known else np.zeros((0, 128)))
+    seconds = time.perf_counter() - start
+    return {"enrolled": len(known), "failed": failed, "seconds": seconds}
+
+
+def measure_enroll(
+    items: list[tuple[str, Path]],
+    model: Path | None,
+    device: str,
+    workers: int,
+    tmp: Path,
+    with_dlib: bool,
+) -> list[dict]:
+    from faceid import FaceID
+    from faceid.errors import FaceIDError
+    from faceid.pipeline import resolve_workers
+
+    for _, p in items:  # every pipeline reads from a warm page cache
+        p.read_bytes()
+    rows = []
+
+    fid = FaceID(gallery=tmp / "enroll-parallel", model=model, device=device)
+    _ = fid.encoder  # one-off model load is not throughput
+    n_workers = resolve_workers(workers)
+    log(f"enroll: faceid pipeline, {n_workers} detection workers, {len(items)} photos")
+    start = time.perf_counter()
+    report = fid.enroll_many(items, largest=True, workers=n_workers, progress=True)
+    rows.append(
+        {
+            "pipeline": f"faceid enroll_many ({n_workers} workers, encoder batch "
+            f"{fid.encoder.batch_size}, one gallery write)",
+            "key": "faceid_parallel",
+            "enrolled": len(report.enrolled),
+            "failed": len(report.failed),
+            "seconds": time.perf_counter() - start,
+        }
+    )
+
+    fid = FaceID(gallery=tmp / "enroll-serial", model=model, device=device)
+    _ = fid.encoder, fid.detector
+    log("enroll: faceid stages one photo at a time")
+    enrolled = failed = 0
+    start = time.perf_counter()
+    for name, photo in bar(items, desc="one at a time", unit="photo"):
+        try:
+            fid.enroll(photo, name, largest=True)
+            enrolled += 1
+        except FaceIDError:
+            failed += 1
+    rows.append(
+        {
+            "pipeline": "faceid one photo at a time (1 process, encoder batch 1, "
+            "gallery write per photo)",
+            "key": "faceid_serial",
+            "enrolled": enrolled,
+            "failed": failed,
+            "seconds": time.perf_counter() - start,
+        }
+    )
+
+    if with_dlib:
+        log(f"enroll: {DLIB_LABEL}")
+        row = dlib_enroll(items, tmp / "dlib-known.npy")
+        rows.append({"pipeline": DLIB_LABEL, "key": "dlib_face_recognition", **row})
+
+    serial = rows[1]["seconds"]
+    for row in rows:
+        row["photos"] = len(items)
+        row["images_per_s"] = round(len(items) / row["seconds"], 2)
+        row["speedup_vs_serial"] = round(serial / row["seconds"], 2)
+        row["seconds"] = round(row["seconds"], 3)
+    return rows
+
+
+# ----------------------------------------------------------------------------- 3. search
+
+
+def crop_cache_embeddings(fid: Any, folders: list[Path]) -> tuple[np.ndarray, list[str], str]:
+    """Embeddings of prepared LFW crops (scripts/prepare_data.py output): no detection needed."""
+    vectors, names = [], []
+    for folder in folders:
+        index = json.loads((folder / "index.json").read_text())
+        crops = np.load(folder / "crops.u8.npy", mmap_mode="r")
+        entries = index["entries"]
+        if len(entries) != len(crops):
+            raise click.ClickException(f"{folder}: index.json and crops.u8.npy disagree")
+        step = 512
+        for i in bar(range(0, len(crops), step), desc=f"embed {folder.name}", unit="batch"):
+            vectors.append(fid.encoder.embed(np.asarray(crops[i : i + step])))
+        names += [e["name"] for e in entries]
+    source = "crops of " + ", ".join(str(f) for f in folders)
+    return np.concatenate(vectors), names, source
+
+
+def photo_embeddings(
+    fid: Any, photos: list[tuple[str, Path]], workers: int
+) -> tuple[np.ndarray, list[str], str]:
+    """Embeddings of LFW photos through faceid's pipeline (cached in the evaluation cache)."""
+    from faceid.evaluate.run import embed_photos
+
+    got = embed_photos(fid, [p for _, p in photos], pick="center", workers=workers, progress=True)
+    return got.vectors, [n for n, _ in photos], f"{len(photos)} LFW photos (faceid pipeline)"
+
+
+def split_queries(
+    names: list[str], n_queries: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(base order, query rows): one held-out photo of each of n_queries people with >= 2.
+
+    The base lists the query people's other photos first, so every size's prefix holds them.
+    """
+    rows_by_person: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        rows_by_person.setdefault(name, []).append(i)
+    eligible = sorted(p for p, rows in rows_by_person.items() if len(rows) >= 2)
+    if not eligible:
+        raise click.ClickException("no person has two photos in the base: use more photos")
+    chosen = sorted(rng.choice(len(eligible), min(n_queries, len(eligible)), replace=False))
+    people = [eligible[i] for i in chosen]
+    queries = np.array([rows_by_person[p][-1] for p in people], dtype=np.int64)
+    held = set(queries.tolist())
+    first = [r for p in people for r in rows_by_person[p] if r not in held]
+    first_set = set(first)
+    rest = [r for r in range(len(names)) if r not in held and r not in first_set]
+    return np.array(first + rest, dtype=np.int64), queries
+
+
+def synthetic(real: np.ndarray, n: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """n unit vectors, each a random real embedding plus gaussian noise, renormalised.
+
+    `noise` is the expected norm of the noise vector (per-dimension sigma noise/sqrt(d)).
+    """
+    dim = real.shape[1]
+    out = np.empty((n, dim), np.float32)
+    step = 100_000
+    for i in bar(range(0, n, step), desc="synthetic faces", unit="100k"):
+        m = min(step, n - i)
+        x = real[rng.integers(0, len(real), m)]
+        x = x + rng.normal(0.0, noise / math.sqrt(dim), (m, dim)).astype(np.float32)
+        out[i : i + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def build(factory: str, base: np.ndarray) -> tuple[Any, float]:
+    """An index as the gallery builds it (HNSW fed in chunks only to show progress)."""
+    from faceid.gallery import make_index, tune_index
+
+    start = time.perf_counter()
+    if factory.upper().startswith("HNSW") and len(base) > 100_000:
+        step = 100_000
+        index = make_index(factory, base[:step])
+        for i in bar(range(step, len(base), step), desc=f"build {factory}", unit="100k"):
+            chunk = base[i : i + step]
+            index.add_with_ids(chunk, np.arange(i, i + len(chunk), dtype=np.int64))
+        tune_index(index)
+    else:
+        index = make_index(factory, base)
+    return index, time.perf_counter() - start
+
+
+def run_queries(
+    index: Any, names: dict[int, str], queries: np.ndarray
+) -> tuple[list[Any], list[float]]:
+    """Top match per query, one query per search call, through the gallery's search code."""
+    from faceid.gallery import search_people
+
+    n_people = len(set(names.values()))
+    hits, seconds = [], []
+    for q in queries:
+        start = time.perf_counter()
+        res = search_people(index, names, q[None], 1, n_people=n_people)
+        seconds.append(time.perf_counter() - start)
+        hits.append(res[0][0])
+    return hits, seconds
+
+
+def recall_at_1(approx: list[Any], exact: list[Any]) -> float:
+    """Share of queries whose approximate top hit is the exact one (an exact tie counts)."""
+    same = sum(a.id == e.id or a.distance <= e.distance + 1e-6 for a, e in zip(approx, exact))
+    return same / len(exact)
+
+
+def ivf_factory(n: int) -> str:
+    """IVF with ~4*sqrt(n) lists (a power of two), at least 39 training points per list."""
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    nlist = max(1, min(nlist, n // 39))
+    return f"IVF{nlist},Flat"
+
+
+def measure_search(
+    vectors: np.ndarray,
+    names: list[str],
+    sizes: list[int],
+    n_queries: int,
+    noise: float,
+    approx: list[str],
+    ef_sweep: list[int],
+    seed: int,
+) -> tuple[list[dict], list[dict], dict]:
+    import faiss
+
+    from faceid.gallery import tune_index
+
+    rng = np.random.default_rng(seed)
+    order, query_rows = split_queries(names, n_queries, rng)
+    queries = np.ascontiguousarray(vectors[query_rows])
+    real = np.ascontiguousarray(vectors[order])
+    real_names = [names[i] for i in order]
+    biggest = max(sizes)
+    extra = max(0, biggest - len(real))
+    if extra:
+        log(f"search: {len(real)} real faces + {extra:,} synthetic ones (noise {noise})")
+    base = np.concatenate([real, synthetic(real, extra, noise, rng)]) if extra else real
+    info = {
+        "real_faces": int(len(real)),
+        "queries": int(len(queries)),
+        "noise": noise,
+        "seed": seed,
+    }
+    rows, sweep = [], []
+    for size in sizes:
+        x = base[:size]
+        labels = {i: (real_names[i] if i < len(real) else f"synthetic-{i}") for i in range(size)}
+        log(f"search: {size:,} faces")
+        exact_index, exact_build = build("Flat", x)
+        exact, exact_s = run_queries(exact_index, labels, queries)
+        rows.append(
+            {
+                "faces": size,
+                "synthetic": max(0, size - len(real)),
+                "index": "Flat",
+                "params": "",
+                "build_s": round(exact_build, 3),
+                "bytes_per_face": round(len(faiss.serialize_index(exact_index)) / size, 1),
+                "ms_per_query": median_ms(exact_s),
+                "recall_at_1": 1.0,
+            }
+        )
+        del exact_index
+        for factory in approx:
+            factory = ivf_factory(size) if factory == "IVF" else factory
+            index, seconds = build(factory, x)
+            params = tune_index(index)
+            hits, hit_s = run_queries(index, labels, queries)
+            rows.append(
+                {
+                    "faces": size,
+                    "synthetic": max(0, size - len(real)),
+                    "index": factory,
+                    "params": params,
+                    "build_s": round(seconds, 3),
+                    "bytes_per_face": round(len(faiss.serialize_index(index)) / size, 1),
+                    "ms_per_query": median_ms(hit_s),
+                    "recall_at_1": round(recall_at_1(hits, exact), 4),
+                    "same_person_at_1": round(
+                        sum(h.name == e.name for h, e in zip(hits, exact)) / len(exact), 4
+                    ),
+                }
+            )
+            if factory.upper().startswith("HNSW"):
+                for ef in ef_sweep:
+                    tune_index(index, f"efSearch={ef}")
+                    hits, hit_s = run_queries(index, labels, queries)
+                    sweep.append(
+                        {
+                            "faces": size,
+                            "index": factory,
+                            "efSearch": ef,
+                            "ms_per_query": median_ms(hit_s),
+                            "recall_at_1": round(recall_at_1(hits, exact), 4),
+                        }
+                    )
+            del index
+    return rows, sweep, info
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:,.0f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(result: dict) -> str:
+    m = result["machine"]
+    out = [
+        "# faceid benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads, CUDA {'yes' if m['cuda'] else 'no'}), faiss {m['faiss']}; "
+        f"load average at start {', '.join(str(x) for x in m['load_average'])}. "
+        f"Model {result['model']['id']} ({result['model']['path']}).",
+    ]
+    if result.get("quick"):
+        out += ["", "**--quick: smoke-test sizes, not a measurement.**"]
+    lat = result.get("latency")
+    if lat:
+        med = lat["median_ms"]
+        out += [
+            "",
+            f"## Per-photo latency (identify, ms, median over {lat['measured']} photos, "
+            f"model loaded once, gallery of {lat['gallery_faces']} faces)",
+            "",
+            table(
+                [*STAGES, "total (identify call)"],
+                [[med[s] for s in STAGES] + [lat["median_total_ms"]]],
+            ),
+            "",
+            "One-off on the first call: "
+            + ", ".join(f"{k} {v} ms" for k, v in lat["one_off_ms"].items())
+            + ". Search at larger sizes: see the search table.",
+        ]
+    cold = result.get("cold_start")
+    if cold:
+        stages = ", ".join(f"{k} {v}" for k, v in cold["verify_stages_ms"].items())
+        out += [
+            "",
+            f"Cold start (fresh process, wall, median of {cold['runs']}): "
+            f"`faceid verify A B` {cold['verify_ms']:,.0f} ms (its --timings: {stages} ms; the "
+            f"rest is Python and torch import); `faceid --help` {cold['help_ms']:,.0f} ms.",
+        ]
+    enroll = result.get("enroll")
+    if enroll:
+        out += [
+            "",
+            f"## Enroll throughput ({enroll[0]['photos']:,} LFW photos, {m['cores']} cores)",
+            "",
+            table(
+                ["pipeline", "enrolled", "failed", "seconds", "images/s", "vs one at a time"],
+                [
+                    [
+                        r["pipeline"],
+                        r["enrolled"],
+                        r["failed"],
+                        r["seconds"],
+                        r["images_per_s"],
+                        f"{r['speedup_vs_serial']:.2f}x",
+                    ]
+                    for r in enroll
+                ],
+            ),
+        ]
+    search = result.get("search")
+    if search:
+        info = result["search_info"]
+        out += [
+            "",
+            "## Search (ms per query: one query per call through the gallery's search code, "
+            f"k=1, median of {info['queries']} queries)",
+            "",
+            table(
+                [
+                    "faces",
+                    "index",
+                    "search params",
+                    "build s",
+                    "bytes/face",
+                    "ms/query",
+                    "recall@1 vs exact",
+                ],
+                [
+                    [
+                        r["faces"],
+                        r["index"],
+                        r["params"] or "-",
+                        r["build_s"],
+                        r["bytes_per_face"],
+                        r["ms_per_query"],
+                        r["recall_at_1"],
+                    ]
+                    for r in search
+                ],
+            ),
+            "",
+            f"Base: {info['source']} ({info['real_faces']:,} real faces after holding out "
+            f"queries). Sizes above that add synthetic faces: a real embedding plus gaussian "
+            f"noise of norm ~{info['noise']}, renormalised. Queries: {info['queries']} real "
+            "embeddings of other photos of enrolled people. bytes/face: the serialised FAISS "
+            "index (with its id map) / faces; the gallery also keeps 136 B/face of raw vectors "
+            "and its manifest. recall@1: the approximate top hit is the exact one (ties count).",
+        ]
+        if result.get("ef_sweep"):
+            out += [
+                "",
+                "HNSW efSearch sweep (the gallery fetches 50 neighbours per query, so HNSW "
+                "explores at least 50):",
+                "",
+                table(
+                    ["faces", "index", "efSearch", "ms/query", "recall@1"],
+                    [
+                        [r["faces"], r["index"], r["efSearch"], r["ms_per_query"], r["recall_at_1"]]
+                        for r in result["ef_sweep"]
+                    ],
+                ),
+            ]
+    targets = result.get("targets")
+    if targets:
+        out += ["", "## Targets", ""]
+        out += [f"- {t['target']}: {t['measured']} -> **{t['verdict']}**" for t in targets]
+    return "\n".join(out) + "\n"
+
+
+def check_targets(result: dict) -> list[dict]:
+    out = []
+    enroll = {r["key"]: r for r in result.get("enroll", [])}
+    if "faceid_parallel" in enroll:
+        s = enroll["faceid_parallel"]["speedup_vs_serial"]
+        out.append(
+            {
+                "target": f"enroll >= {TARGET_SPEEDUP:g}x the one-at-a-time pipeline "
+                f"({enroll['faceid_parallel']['photos']:,} photos)",
+                "measured": f"{s:.2f}x",
+                "verdict": "met" if s >= TARGET_SPEEDUP else "not met",
+            }
+        )
+    for r in result.get("search", []):
+        if r["index"] != "Flat" and r["faces"] >= 1_000_000:
+            ok = r["ms_per_query"] <= TARGET_MS and r["recall_at_1"] >= TARGET_RECALL
+            out.append(
+                {
+                    "target": f"search <= {TARGET_MS:g} ms/query with recall@1 >= "
+                    f"{TARGET_RECALL} at {r['faces']:,} faces ({r['index']})",
+                    "measured": f"{r['ms_per_query']} ms, recall@1 {r['recall_at_1']}",
+                    "verdict": "met" if ok else "not met",
+                }
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+    if any(v <= 0 for v in values):
+        raise click.BadParameter("values must be positive")
+    return values
+
+
+@click.command()
+@click.option("--photos", type=int, default=None, help="Photos for enroll throughput [1000].")
+@click.option(
+    "--latency-photos", type=int, default=None, help="Photos for per-photo latency [100]."
+)
+@click.option("--sizes", default=None, help="Gallery sizes to search [10000,100000,1000000].")
+@click.option("--queries", type=int, default=None, help="Search queries per index [200].")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--workers", default=0, help="Detection processes [all cores].")
+@click.option(
+    "--lfw",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("FACEID_LFW") or str(DEFAULT_LFW),
+    help="LFW root (per-person folders) [$FACEID_LFW or ../shared/data/lfw].",
+)
+@click.option(
+    "--crops",
+    "crop_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Prepared crop caches for the search base [cache/lfw-devtrain, cache/lfw-devtest "
+    "when present and of the model's input size]; else LFW photos are embedded.",
+)
+@click.option(
+    "--base-photos", type=int, default=None, help="LFW photos embedded for the base [all]."
+)
+@click.option("--noise", default=1.0, show_default=True, help="Norm of synthetic-face noise.")
+@click.option("--ivf", is_flag=True, help="Also measure an IVF index (slow to train at 1M).")
+@click.option("--ef-sweep", default="64,128,256", show_default=True, help="HNSW efSearch values.")
+@click.option("--cold-runs", type=int, default=None, help="Cold-start processes per command [3].")
+@click.option("--no-dlib", is_flag=True, help="Skip the dlib face_recognition pipeline.")
+@click.option(
+    "--sections",
+    default="latency,enroll,search",
+    show_default=True,
+    help="Which sections to run.",
+)
+@click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run for CI, not a measurement.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path))
+def main(
+    photos: int | None,
+    latency_photos: int | None,
+    sizes: str | None,
+    queries: int | None,
+    model: Path | None,
+    device: str,
+    workers: int,
+    lfw: Path,
+    crop_dirs: tuple[Path, ...],
+    base_photos: int | None,
+    noise: float,
+    ivf: bool,
+    ef_sweep: str,
+    cold_runs: int | None,
+    no_dlib: bool,
+    sections: str,
+    quick: bool,
+    seed: int,
+    json_out: Path | None,
+) -> None:
+    """Measure latency, enroll throughput and search at scale; print a markdown report."""
+    from faceid import FaceID
+    from faceid.pipeline import resolve_workers
+
+    wanted = {s.strip() for s in sections.split(",") if s.strip()}
+    if not wanted <= {"latency", "enroll", "search"}:
+        raise click.BadParameter(f"unknown section in {sections!r}", param_hint="--sections")
+    photos = photos or (10 if quick else 1000)
+    latency_photos = latency_photos or (5 if quick else 100)
+    size_list = int_list(sizes) if sizes else ([1000] if quick else [10_000, 100_000, 1_000_000])
+    queries = queries or (20 if quick else 200)
+    cold_runs = cold_runs or (1 if quick else 3)
+    if quick and base_photos is None:
+        base_photos = 60
+    if not lfw.is_dir():
+        raise click.ClickException(f"LFW photos not found at {lfw}: pass --lfw")
+    everything = lfw_photos(lfw)
+    workers = resolve_workers(workers)
+
+    fid = FaceID(model=model, device=device)
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "model": {"id": fid.encoder.model_id, "path": str(model or "shipped default")},
+        "quick": quick,
+        "settings": {
+            "photos": photos,
+            "latency_photos": latency_photos,
+            "sizes": size_list,
+            "queries": queries,
+            "workers": workers,
+            "device": device,
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="faceid-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if "latency" in wanted:
+            sample = spread(everything[len(everything) // 2 :], latency_photos + 1)
+            lat = measure_latency(sample, model, device, workers, tmp)
+            found = lat.pop("photos_with_a_face")
+            result["latency"] = lat
+            if len(found) < 2:
+                raise click.ClickException("fewer than two latency photos had a face")
+            log("cold start: fresh faceid processes")
+            result["cold_start"] = measure_cold_start(
+                Path(found[0]), Path(found[1]), model, device, cold_runs
+            )
+        if "enroll" in wanted:
+            items = spread(everything, photos)
+            result["enroll"] = measure_enroll(items, model, device, workers, tmp, not no_dlib)
+        if "search" in wanted:
+            size = fid.encoder.input_size
+            dirs = list(crop_dirs) or [
+                ROOT / c for c in CROP_CACHES if (ROOT / c / "index.json").is_file()
+            ]
+            usable = [
+                d
+                for d in dirs
+                if np.load(d / "crops.u8.npy", mmap_mode="r").shape[1:] == (size, size, 3)
+            ]
+            if crop_dirs and len(usable) != len(dirs):
+                raise click.ClickException(f"--crops must hold {size}x{size} crops")
+            if usable and base_photos is None:
+                vectors, names, source = crop_cache_embeddings(fid, usable)
+            else:
+                # Whole people, in name order, so that people with several photos are included.
+                chosen = everything[: base_photos or len(everything)]
+                vectors, names, source = photo_embeddings(fid, chosen, workers)
+            approx = ["HNSW32"] + (["IVF"] if ivf else [])
+            rows, sweep, info = measure_search(
+                vectors,
+                names,
+                size_list,
+                queries,
+                noise,
+                approx,
+                int_list(ef_sweep) if ef_sweep else [],
+                seed,
+            )
+            result["search"], result["ef_sweep"] = rows, sweep
+            result["search_info"] = {**info, "source": source}
+    result["targets"] = check_targets(result)
+    text = render(result)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=1) + "\n")
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    main()
