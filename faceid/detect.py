@@ -8,6 +8,7 @@ detector plus its 5-point shape predictor, whose model files come from the
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 from dataclasses import dataclass
@@ -63,6 +64,14 @@ def model_file(name: str) -> Path:
     return path
 
 
+@functools.cache
+def shape_predictor():
+    """dlib's 5-point landmark model, loaded once per process (it is ~9 MB)."""
+    import dlib
+
+    return dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
+
+
 class DlibHOGDetector:
     """dlib's HOG + linear SVM frontal face detector and 5-point landmark predictor.
 
@@ -96,7 +105,5 @@ def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
     """Five landmarks for a given box: the fallback when the detector finds nothing."""
     import dlib
 
-    predictor = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
-    rect = dlib.rectangle(*[int(v) for v in box])
-    shape = predictor(image, rect)
+    shape = shape_predictor()(image, dlib.rectangle(*[int(v) for v in box]))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)

@@ -86,10 +86,11 @@ _READ_RETRIES = 20
 _NORM_TOLERANCE = 1e-3
 
 DEFAULT_APPROX_FACTORY = "HNSW32"
-# HNSW efSearch by gallery size: (largest size, efSearch). Searches fetch k * per_person_pool
-# (>= 50) neighbours and HNSW explores max(efSearch, k), so small galleries need no more; the
-# larger values keep recall@1 against exact search >= 0.99 up to 1M faces (scripts/benchmark.py
-# measures it) at well under 2 ms a query.
+# HNSW efSearch by gallery size: (largest size, efSearch). Recall falls as the graph grows, so
+# efSearch grows with it; the target is recall@1 against exact search >= 0.99 at 1M faces in
+# well under 2 ms a query (scripts/benchmark.py measures both, with an efSearch sweep, so this
+# table can be checked on real embeddings). Searches fetch k * per_person_pool (>= 50)
+# neighbours anyway, which is why no value is below 64.
 HNSW_EF_SEARCH: tuple[tuple[int, int], ...] = ((100_000, 64), (1_000_000, 128), (2**62, 256))
 # Optional manifest keys (older galleries lack them): the index policy a gallery carries.
 _POLICY_FIELDS: dict[str, type] = {"auto_switch": int, "approx_factory": str, "index_params": str}

@@ -139,7 +139,7 @@ def resolve_workers(workers: int = 0) -> int:
 def _init(upsample: int) -> None:
     import cv2
 
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(1)  # one worker per core already
     _worker["detector"] = DlibHOGDetector(upsample)
 
 
@@ -174,5 +174,7 @@ def crop_photos(
         for job in tqdm(jobs, **bar):
             yield crop_photo(job[0], detector, size, pick=pick, on_no_face=on_no_face)
         return
-    with get_context("fork").Pool(workers, _init, (upsample,)) as pool:
+    # spawn, not fork: the parent may hold torch or OpenCV thread pools, which a forked
+    # child can inherit locked and hang on (seen with OpenCV after torch was loaded).
+    with get_context("spawn").Pool(workers, _init, (upsample,)) as pool:
         yield from tqdm(pool.imap(_run, jobs, chunksize=4), **bar)

@@ -165,7 +165,7 @@ def fast_cpu(monkeypatch: pytest.MonkeyPatch, _detectors: dict[int, object]) -> 
         return _detectors[upsample]
 
     monkeypatch.setattr(faceid.detect, "DlibHOGDetector", shared)
-    monkeypatch.setattr(faceid.pipeline, "DlibHOGDetector", shared)
+    monkeypatch.setattr(faceid.pipeline, "DlibHOGDetector", shared, raising=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

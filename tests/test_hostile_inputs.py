@@ -540,5 +540,28 @@ def test_embed_from_a_list_with_a_non_utf8_path_embeds_it(
 
 
 def test_embed_from_a_binary_file_is_one_error_line(faceid_run: FaceIDRun, face: Path) -> None:
-    # every "line" of a JPEG is a nonsense path (some with NUL bytes): refused, not crashed
-    refused(faceid_run("embed", "--from", face, "--json"))
+    # Every "line" of a JPEG is a nonsense path (some with NUL bytes): refused, not crashed.
+    # --workers 1: dozens of paths would otherwise start a fork() pool inside this test process,
+    # whose torch/OpenMP threads make fork unsafe (it hung here once; see the report).
+    with deadline(60):
+        refused(faceid_run("embed", "--from", face, "--json", "--workers", "1"))
+
+
+# ---------------------------------------------------------------- index factories
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        pytest.param("NotAFactory", id="unparsable"),
+        pytest.param("IDMap,Flat", id="idmap-added-by-faceid"),
+        pytest.param("IVF4096,Flat", id="needs-more-faces-to-train"),
+        pytest.param("PQ3", id="does-not-divide-128"),
+        pytest.param("   ", id="blank"),
+    ],
+)
+def test_unusable_index_factory_for_a_new_gallery_is_one_error_line_and_no_gallery(
+    faceid_run: FaceIDRun, face: Path, gallery: Path, factory: str
+) -> None:
+    refused(faceid_run("enroll", face, "--name", "Ann", "--index", factory), codes=(1, 2))
+    assert not (gallery / "manifest.json").exists()

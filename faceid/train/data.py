@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceid.detect import shape_predictor
 from faceid.imageio import load_image
 from faceid.pipeline import crop_photo
 
@@ -47,7 +48,6 @@ def _init_worker(job: _Job) -> None:
 
         from faceid.detect import model_file
 
-        _state["sp"] = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
         _state["rec"] = dlib.face_recognition_model_v1(
             str(model_file("dlib_face_recognition_resnet_model_v1.dat"))
         )
@@ -66,7 +66,7 @@ def _prepare_one(path: str):
         import dlib
 
         image = load_image(path)
-        shape = _state["sp"](image, dlib.rectangle(*[int(v) for v in result.face.box]))
+        shape = shape_predictor()(image, dlib.rectangle(*[int(v) for v in result.face.box]))
         teacher = np.asarray(_state["rec"].compute_face_descriptor(image, shape), np.float32)
     return result.crop, teacher, note
 
@@ -91,7 +91,9 @@ def prepare_cache(
     keep = np.zeros(n, bool)
     notes: dict[str, str] = {}
     workers = workers or os.cpu_count() or 1
-    ctx = get_context("fork")
+    # spawn, not fork: the parent may hold torch or OpenCV thread pools, which a
+    # forked child can inherit locked and hang on.
+    ctx = get_context("spawn")
     paths = [str(p) for _, p in items]
     with ctx.Pool(workers, _init_worker, (_Job(size, upsample, teacher),)) as pool:
         results = pool.imap(_prepare_one, paths, chunksize=8)
