@@ -515,10 +515,18 @@ def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
     default=None,
     help="Use only the first N people (by name) with more than --shots photos, plus N others.",
 )
+@click.option(
+    "--people",
+    "people_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Only these people: an LFW people file such as peopleDevTest.txt.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the distractor draw.")
 @_eval_options
 @common
-def evaluate_identify_cmd(root, shots, out, limit_people, seed, pick, workers, no_cache):
+def evaluate_identify_cmd(
+    root, shots, out, people_file, limit_people, seed, pick, workers, no_cache
+):
     """Closed-set rank-1/rank-5 (CMC) and open-set DIR@FAR on per-person folders."""
     from faceid.evaluate.run import evaluate_identify
 
@@ -528,6 +536,7 @@ def evaluate_identify_cmd(root, shots, out, limit_people, seed, pick, workers, n
         root,
         out,
         shots=shots,
+        people_file=people_file,
         limit_people=limit_people,
         seed=seed,
         pick=pick,

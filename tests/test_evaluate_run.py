@@ -43,21 +43,6 @@ def cache_env(workdir: Path):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(workdir: Path) -> Path:
-    import torch
-
-    from faceid.model.checkpoint import Checkpoint, save_checkpoint
-    from faceid.model.net import FaceNet, NetConfig
-
-    torch.manual_seed(0)
-    cfg = NetConfig(input_size=32, widths=(8, 16), blocks=(1, 1))
-    ckpt = Checkpoint(
-        config=cfg.to_dict(), state_dict=FaceNet(cfg).eval().state_dict(), threshold=0.8
-    )
-    return save_checkpoint(ckpt, workdir / "tiny.pt")
-
-
-@pytest.fixture(scope="module")
 def pairs_setup(workdir: Path) -> tuple[Path, Path]:
     """20 pairs (the first 10 same, first 10 different of pairsDevTest.txt) over a
     root of links to the LFW photos, one replaced by an upside-down copy that the
@@ -258,3 +243,16 @@ def test_evaluate_identify_small(tiny_model: Path, workdir: Path) -> None:
     assert r["images"]["fallbacks"] == len(r["images"]["fallback_files"])
     assert "search" in r["timings"]["wall_s"]
     assert _is_png(out / r["plots"]["cmc"])
+
+
+def test_evaluate_identify_people_file_keeps_only_the_listed_people(
+    tiny_model: Path, workdir: Path
+) -> None:
+    from faceid.evaluate.run import evaluate_identify
+
+    people = workdir / "people3.txt"
+    people.write_text("3\nAbdullah_Gul\t19\nAdrien_Brody\t12\nAaron_Eckhart\t1\n")
+    out = workdir / "identify-people"
+    r = evaluate_identify(_fid(tiny_model), LFW, out, people_file=people, workers=1)
+    assert r["people"]["used"] == 3
+    assert r["counts"]["genuine_probes"] == 18 + 11

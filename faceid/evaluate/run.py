@@ -191,6 +191,15 @@ def _read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> list[
     return pairs
 
 
+def _read_people(people_file: str | os.PathLike) -> list[tuple[str, int]]:
+    from faceid.evaluate.protocols import read_people
+
+    try:
+        return read_people(people_file)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--people {os.fsdecode(people_file)}: {exc}") from None
+
+
 def _distinct(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
@@ -383,6 +392,7 @@ def evaluate_identify(
     out: str | os.PathLike | None = None,
     *,
     shots: int = 1,
+    people_file: str | os.PathLike | None = None,
     limit_people: int | None = None,
     seed: int = 0,
     max_rank: int = 10,
@@ -413,6 +423,10 @@ def evaluate_identify(
     except OSError as exc:
         raise UsageError(f"--root {os.fsdecode(root)}: {exc}") from None
     people_total = len(identities)
+    if people_file is not None:
+        # e.g. LFW's peopleDevTest.txt: measure only on people the model never saw.
+        wanted = {name for name, _ in _read_people(people_file)}
+        identities = {n: v for n, v in identities.items() if n in wanted}
     if limit_people is not None:
         identities = _limit_people(identities, limit_people, shots)
     split = identify_split(identities, shots=shots, seed=seed)
@@ -470,6 +484,7 @@ def evaluate_identify(
             "shots": shots,
             "seed": seed,
             "limit_people": limit_people,
+            "people_file": None if people_file is None else os.fsdecode(people_file),
             "search": "exact (numpy)",
         },
         "people": {"in_root": people_total, "used": len(identities)},
