@@ -366,6 +366,7 @@ class FaceID:
                 raise BadImage(
                     f"{os.fsdecode(path)}: cannot read folder ({exc.strerror})"
                 ) from None
+            before = len(items)
             flat = [p for p in entries if is_image_path(p) and p.is_file()]
             if flat:
                 if name is None:
@@ -382,7 +383,7 @@ class FaceID:
                     except OSError:
                         continue
                     items += [(name or sub.name, os.fspath(p)) for p in photos]
-            if not items:
+            if len(items) == before:
                 raise UsageError(f"{os.fsdecode(path)}: no photos found")
         return items
 

@@ -44,7 +44,6 @@ import io
 import json
 import os
 import re
-import secrets
 import threading
 import unicodedata
 from collections import Counter
@@ -56,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from faceid.atomic import atomic_open, fsync_dir
 from faceid.errors import BadName, GalleryError, NotEnrolled
 
 __all__ = [
@@ -166,31 +166,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _fsync_dir(path: Path) -> None:
-    """A rename is only durable once the directory entry is; without this a crash can undo it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(directory: Path, name: str, data: bytes) -> None:
     """Write a file so that it is either absent/old or complete, never partial.
 
     The caller fsyncs the directory once after a batch of these.
     """
-    tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, directory / name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_open(directory / name) as fh:
+        fh.write(data)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -1107,9 +1089,9 @@ class Gallery:
         _atomic_write(self.path, manifest.index_file, index_bytes)
         _atomic_write(self.path, manifest.vectors_file, vector_bytes)
         _atomic_write(self.path, _gen_name("manifest", generation), raw)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         _atomic_write(self.path, MANIFEST, raw)  # the commit point
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         names = {e["id"]: e["name"] for e in manifest.entries}
         stamp = _stamp(os.stat(self._manifest_path))  # we hold the lock: still our file
         with self._mutex:

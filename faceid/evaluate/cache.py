@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from faceid.atomic import atomic_open
 
 __all__ = ["EmbeddingCache", "cache_dir", "photo_key"]
 
@@ -103,27 +104,13 @@ class EmbeddingCache:
             self._vectors, self._status = mine_v, mine_s
             keys = sorted(mine_v)
         vectors = np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, 0))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    keys=np.asarray(keys, dtype="U64"),
-                    vectors=vectors.astype(np.float32),
-                    statuses=np.asarray([self._status[k] for k in keys], dtype="U16"),
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_open(self.path) as fh:
+            np.savez(
+                fh,
+                keys=np.asarray(keys, dtype="U64"),
+                vectors=vectors.astype(np.float32),
+                statuses=np.asarray([self._status[k] for k in keys], dtype="U16"),
+            )
         self._dirty = False
 
     def _read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,26 +60,11 @@ def _plain(obj: Any) -> Any:
 
 
 def _atomic_write(path: str | Path, write: Callable[[Any], None], mode: str) -> None:
-    """Write through a temp file in the target folder, then rename over the target.
+    """A crash or a concurrent reader never sees a half-written report or image."""
+    from faceid.atomic import atomic_open
 
-    A crash or a concurrent reader never sees a half-written report or image.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        fh = os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8")
-        with fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, mode) as fh:
+        write(fh)
 
 
 def write_json(report: dict, path: str | Path) -> None:

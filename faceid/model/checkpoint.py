@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faceid.atomic import atomic_open
 from faceid.errors import ModelError
 
 FORMAT = "faceid-checkpoint"
@@ -67,16 +67,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
         "meta": ckpt.meta,
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path) as f:
+        torch.save(payload, f)
     return path
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceid.atomic import atomic_open
 from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from faceid.model.net import FaceNet, NetConfig
 from faceid.train.augment import augment
@@ -220,17 +221,17 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             tqdm.write(
                 json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
             )
-        torch.save(
-            {
-                "state_dict": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch + 1,
-                "best": best,
-                "elapsed": elapsed,
-            },
-            out / "last.tmp",
-        )
-        (out / "last.tmp").replace(last)
+        with atomic_open(last) as f:  # resume point: never half-written
+            torch.save(
+                {
+                    "state_dict": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch + 1,
+                    "best": best,
+                    "elapsed": elapsed,
+                },
+                f,
+            )
     log.close()
     return best
 
