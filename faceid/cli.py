@@ -426,6 +426,23 @@ def _eval_options(fn):
     return fn
 
 
+def _pairs_options(fn):
+    """--pairs and --root: a labelled LFW-format pairs file and its photos."""
+    fn = click.option(
+        "--root",
+        required=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="The folder holding the person folders.",
+    )(fn)
+    return click.option(
+        "--pairs",
+        "pairs_file",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="An LFW pairs file (pairs.txt, pairsDevTrain.txt or the same format).",
+    )(fn)
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -441,19 +458,7 @@ def evaluate() -> None:
 
 
 @evaluate.command("pairs")
-@click.option(
-    "--pairs",
-    "pairs_file",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An LFW pairs file (pairs.txt, pairsDevTest.txt or the same format).",
-)
-@click.option(
-    "--root",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The folder holding the person folders.",
-)
+@_pairs_options
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -567,19 +572,7 @@ def evaluate_identify_cmd(
 
 
 @main.command()
-@click.option(
-    "--pairs",
-    "pairs_file",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A labelled pairs file (LFW format); not one holding the test people.",
-)
-@click.option(
-    "--root",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The folder holding the person folders.",
-)
+@_pairs_options
 @click.option(
     "-o",
     "--output",
