@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             sums["distill"] += float(d_loss.detach())
             sums["active"] += active
             sums["triplets"] += len(triplets[0])
-            bar.set_postfix(loss=f"{float(loss):.3f}", active=f"{active:.2f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", active=f"{active:.2f}")
         elapsed += time.time() - t0
         row = {k: v / steps_per_epoch for k, v in sums.items()}
         row.update(
