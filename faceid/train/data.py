@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from faceid.detect import shape_predictor
+from faceid.errors import FaceIDError
 from faceid.imageio import load_image
+from faceid.model.dlib_teacher import dlib_descriptor
 from faceid.pipeline import crop_photo
 
 CROPS = "crops.u8"
@@ -43,31 +44,21 @@ def _init_worker(job: _Job) -> None:
 
     _state["job"] = job
     _state["detector"] = DlibHOGDetector(job.upsample)
-    if job.teacher:
-        import dlib
-
-        from faceid.detect import model_file
-
-        _state["rec"] = dlib.face_recognition_model_v1(
-            str(model_file("dlib_face_recognition_resnet_model_v1.dat"))
-        )
 
 
 def _prepare_one(path: str):
     job: _Job = _state["job"]
     # LFW-style photos are centred on their subject: take the central face, and when
     # none is detected keep the photo through the central-box fallback.
-    result = crop_photo(path, _state["detector"], job.size, pick="center", on_no_face="full-image")
+    try:
+        image = load_image(path)
+    except FaceIDError as exc:
+        return None, None, f"unreadable: {exc}"
+    result = crop_photo(image, _state["detector"], job.size, pick="center", on_no_face="full-image")
     if result.crop is None:
         return None, None, f"unreadable: {result.error}"
     note = "no face detected: central-box fallback" if result.status == "fallback" else ""
-    teacher = None
-    if job.teacher:
-        import dlib
-
-        image = load_image(path)
-        shape = shape_predictor()(image, dlib.rectangle(*[int(v) for v in result.face.box]))
-        teacher = np.asarray(_state["rec"].compute_face_descriptor(image, shape), np.float32)
+    teacher = dlib_descriptor(image, result.face.box) if job.teacher else None
     return result.crop, teacher, note
 
 
