@@ -92,7 +92,8 @@ class EnrollReport:
 class FaceID:
     """Face verification and recognition over one model and one gallery.
 
-    threshold: overrides the model's calibrated squared-L2 threshold.
+    threshold: overrides the model's calibrated squared-L2 thresholds (verification's and
+    the stricter one identification uses).
     upsample: HOG detector upsampling (1 finds faces down to ~40 px).
     index: FAISS factory string of a gallery this object creates ("Flat": exact).
     index_switch: rebuild the index as `approx_index` (default HNSW32) once the gallery holds
@@ -169,6 +170,14 @@ class FaceID:
     @property
     def threshold(self) -> float:
         return self._threshold if self._threshold is not None else self.encoder.threshold
+
+    @property
+    def identify_threshold(self) -> float:
+        """Identification's threshold: stricter than verification's, because a stranger
+        gets one chance to be mistaken for each enrolled person."""
+        if self._threshold is not None:
+            return self._threshold
+        return self.encoder.identify_threshold
 
     # -- embeddings ------------------------------------------------------------
     def _crop(self, photo: Photo, pick: str = "single", on_no_face: str = "error") -> Crop:
@@ -425,7 +434,7 @@ class FaceID:
             Identification(
                 box=f.box,
                 matches=[{"name": m.name, "distance": round(float(m.distance), 6)} for m in h],
-                threshold=self.threshold,
+                threshold=self.identify_threshold,
             )
             for f, h in zip(faces, hits)
         ]

@@ -210,7 +210,7 @@ def enroll(paths, name, largest, workers, index, index_switch):
             f"the gallery passed its --index-switch size: its index was rebuilt as "
             f"{report.index_switched} (approximate search, fast at any size)"
         )
-    lines += [f"skipped {r['source']}: {r['error']}" for r in bad]
+    lines += [f"skipped: {r['error']}" for r in bad]
     _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))
     if not ok and len(items) == 1:
         # One photo and it failed: that is the command's error, not a warning.

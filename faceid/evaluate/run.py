@@ -11,6 +11,7 @@ those pairs would flatter the figures, so they are kept and counted instead.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -223,9 +224,12 @@ def _out_dir(out: str | os.PathLike | None, default: str) -> Path:
     return path
 
 
-def _threshold_info(fid: FaceID) -> dict:
-    model = float(fid.encoder.threshold)
-    used = float(fid.threshold)
+def _threshold_info(fid: FaceID, kind: str = "verify") -> dict:
+    """The threshold in force: verification's, or identification's stricter one."""
+    if kind == "identify":
+        model, used = float(fid.encoder.identify_threshold), float(fid.identify_threshold)
+    else:
+        model, used = float(fid.encoder.threshold), float(fid.threshold)
     return {"value": used, "source": "model" if used == model else "--threshold", "model": model}
 
 
@@ -452,7 +456,7 @@ def evaluate_identify(
     impostor_dist = _sq_dist(vectors(split.impostor_probes), gallery)
     search_s = time.perf_counter() - t
 
-    threshold = _threshold_info(fid)
+    threshold = _threshold_info(fid, "identify")
     t = time.perf_counter()
     figures = identify_report(
         genuine_dist,
@@ -528,7 +532,7 @@ def calibrate(
     replaced unless ``force``: a checkpoint is a release artefact.
     """
     from faceid.evaluate import metrics
-    from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from faceid.model.checkpoint import load_checkpoint, save_checkpoint
 
     _check_pick(pick)
     output = Path(output)
@@ -583,12 +587,8 @@ def calibrate(
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **{k: v for k, v in outcome.items() if v is not None},
     }
-    new = Checkpoint(
-        config=old.config,
-        state_dict=old.state_dict,
-        threshold=float(threshold),
-        preprocess=old.preprocess,
-        meta={**old.meta, "calibration": record},
+    new = dataclasses.replace(
+        old, threshold=float(threshold), meta={**old.meta, "calibration": record}
     )
     save_checkpoint(new, output, overwrite=force)
     written = load_checkpoint(output)  # prove it loads (digest checked) before saying so

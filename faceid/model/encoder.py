@@ -85,6 +85,11 @@ class Encoder:
     def threshold(self) -> float:
         return self.checkpoint.threshold
 
+    @property
+    def identify_threshold(self) -> float:
+        t = self.checkpoint.identify_threshold
+        return self.checkpoint.threshold if t is None else t
+
     def embed(self, crops: np.ndarray, threads: int | None = None) -> np.ndarray:
         """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 unit vectors.
 

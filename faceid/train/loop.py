@@ -104,6 +104,7 @@ def validate(
     return {
         "val_accuracy": float(acc),
         "val_threshold": float(threshold),
+        "val_threshold_far1e-2": float(metrics.threshold_at_far(dist, same, 1e-2)),
         "val_auc": float(metrics.roc_auc(dist, same)),
         "val_tar_far1e-2": float(tar),
         # Pairs are listed same-first: interleave folds so each holds both kinds.
@@ -242,6 +243,7 @@ def _export(net: FaceNet, cfg: TrainConfig, row: dict, path: Path) -> None:
         config=NetConfig.from_dict(cfg.net).to_dict(),
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         threshold=row["val_threshold"],
+        identify_threshold=row["val_threshold_far1e-2"],
         preprocess={"mean": [0.5] * 3, "std": [0.5] * 3, "flip": True},
         meta={"train_config": asdict(cfg) | {"people": None}, "validation": row},
     )
