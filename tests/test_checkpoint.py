@@ -85,3 +85,13 @@ def test_missing_default_model_says_no_model_is_installed(tmp_path, monkeypatch)
     monkeypatch.setattr(ck, "DEFAULT_CHECKPOINT", tmp_path / "none.pt")
     with pytest.raises(ModelError, match="no model is installed"):
         ck.load_checkpoint(None)
+
+
+def test_identify_threshold_round_trips_and_defaults_to_the_verify_threshold(tmp_path):
+    c = _ckpt()
+    save_checkpoint(c, tmp_path / "plain.pt")
+    assert Encoder.load(tmp_path / "plain.pt", "cpu").identify_threshold == 0.7
+    c.identify_threshold = 0.4
+    save_checkpoint(c, tmp_path / "strict.pt")
+    enc = Encoder.load(tmp_path / "strict.pt", "cpu")
+    assert (enc.threshold, enc.identify_threshold) == (0.7, 0.4)
