@@ -42,6 +42,7 @@ from faceid.train.miners import MINERS
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, help="torch CPU threads (0 = torch's default).")
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming.")
+@click.option("--init", default=None, help="Start from this checkpoint's weights (warm restart).")
 def main(
     cache,
     out,
@@ -60,6 +61,7 @@ def main(
     device,
     threads,
     fresh,
+    init,
 ):
     from faceid.model.net import NetConfig
     from faceid.train.loop import TrainConfig, train
@@ -84,6 +86,7 @@ def main(
         device=device,
         threads=threads,
         net=net.to_dict(),
+        init=init,
     )
     best = train(cfg, resume=not fresh)
     click.echo(json.dumps(best, indent=1))

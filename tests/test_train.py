@@ -70,3 +70,18 @@ def test_an_interrupted_run_resumes_where_it_stopped(small_cache, tmp_path):
     train(_cfg(small_cache, tmp_path, 3), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+def test_a_warm_restart_starts_from_the_given_checkpoint(small_cache, tmp_path):
+    first = tmp_path / "first"
+    train(_cfg(small_cache, first, 2), progress=False)
+    start = Encoder.load(first / "best.pt", device="cpu")
+    crops = FaceCache.load(small_cache).crops[:8]
+    # lr 0 keeps the weights; only BatchNorm's running statistics may move.
+    cfg = _cfg(small_cache, tmp_path / "second", 1, init=str(first / "best.pt"))
+    cfg.lr = 0.0
+    train(cfg, progress=False)
+    again = Encoder.load(tmp_path / "second" / "best.pt", device="cpu")
+    conv = "stem.0.weight"
+    assert np.array_equal(start.checkpoint.state_dict[conv], again.checkpoint.state_dict[conv])
+    assert np.abs(start.embed(crops) - again.embed(crops)).max() < 0.5

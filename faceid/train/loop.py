@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     people: list[str] | None = None
+    init: str | None = None  # start from this checkpoint's weights (a warm restart)
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
 
 
@@ -141,7 +142,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     sampler = PKSampler(data.labels[train_idx], cfg.p, cfg.k, cfg.singles, cfg.seed)
 
     net_cfg = NetConfig.from_dict(cfg.net)
-    net = FaceNet(net_cfg).to(device)
+    net = FaceNet(net_cfg)
+    if cfg.init:
+        net.load_state_dict(load_checkpoint(cfg.init).state_dict)
+    net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     miner = MINERS[cfg.miner]
     triplet_loss = TripletLoss(cfg.margin)
