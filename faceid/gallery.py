@@ -110,6 +110,9 @@ class Match:
     id: int
 
 
+JOINERS = frozenset("\u200c\u200d")
+
+
 def validate_name(name: str) -> str:
     """Return the canonical form of a person's name, or raise BadName.
 
@@ -125,7 +128,8 @@ def validate_name(name: str) -> str:
     if len(clean) > MAX_NAME_LENGTH:
         raise BadName(f"name is {len(clean)} characters long; the limit is {MAX_NAME_LENGTH}")
     for ch in clean:
-        if unicodedata.category(ch).startswith("C"):
+        # ZWNJ/ZWJ are format characters that Persian, Indic scripts and emoji need.
+        if unicodedata.category(ch).startswith("C") and ch not in JOINERS:
             raise BadName(f"name {_short(clean)} contains the control character U+{ord(ch):04X}")
         if ch in "/\\":
             raise BadName(f"name {_short(clean)} contains {ch!r}; slashes are not allowed")

@@ -929,3 +929,10 @@ def test_concurrent_writers_all_survive_and_readers_see_consistent_states(
     assert g.people() == {f"w{k}": 3 for k in range(8)}
     assert len(g) == 24 and g.check() == []
     assert sorted(e["id"] for e in g.entries()) == list(range(24))
+
+
+def test_names_with_zero_width_joiners_are_accepted():
+    from faceid.gallery import validate_name
+
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # ZWNJ inside a Persian word
+    assert validate_name(persian) == persian
