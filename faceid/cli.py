@@ -107,7 +107,8 @@ def common(fn):
             "--threshold",
             type=float,
             default=None,
-            help="Squared-L2 distance threshold [default: the model's].",
+            help="Squared-L2 distance threshold for verify and identify "
+            "[default: the model's; identify's is stricter].",
         ),
         click.option(
             "--model",

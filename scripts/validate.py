@@ -23,14 +23,13 @@ def main(cache: Path, model: Path | None, val_share: float, seed: int) -> None:
     from faceid.evaluate import metrics
     from faceid.model.encoder import Encoder
     from faceid.train.data import FaceCache
-    from faceid.train.loop import split_people, validation_pairs
+    from faceid.train.loop import pair_distances, split_people, validation_pairs
 
     enc = Encoder.load(model, "cpu")
     data = FaceCache.load(cache)
     _, val_idx = split_people(data.labels, val_share, seed)
     pairs, same = validation_pairs(data.labels[val_idx], seed)
-    emb = enc.embed(data.crops[val_idx])
-    dist = ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+    dist = pair_distances(enc.net, data.crops[val_idx], pairs, "cpu")
     threshold, acc = metrics.best_threshold(dist, same)
     out = {
         "model_id": enc.model_id,

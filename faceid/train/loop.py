@@ -93,13 +93,18 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
     return torch.cat(out).numpy()
 
 
+def pair_distances(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, device: str) -> np.ndarray:
+    """Squared L2 between the embeddings of each (i, j) pair of crops."""
+    emb = embed(net, crops, device)
+    return ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+
+
 def validate(
     net: FaceNet, crops: np.ndarray, pairs: np.ndarray, same: np.ndarray, device: str
 ) -> dict:
     from faceid.evaluate import metrics
 
-    emb = embed(net, crops, device)
-    dist = ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+    dist = pair_distances(net, crops, pairs, device)
     threshold, acc = metrics.best_threshold(dist, same)
     tar, _ = metrics.tar_at_far(dist, same, 1e-2)
     return {
