@@ -159,6 +159,7 @@ class FaceID:
                     index_factory=self.index,
                     auto_switch=switch,
                     approx_factory=self.approx_index,
+                    search_device=self.encoder.device,
                 )
 
             gallery = open_gallery(self.index_switch)

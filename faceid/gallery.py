@@ -637,6 +637,7 @@ class _State:
     n_people: int = 0
     stamp: tuple[int, ...] | None = None  # manifest.json's stat when `raw` was read
     head: int = 0  # bytes of `raw` up to the entries: generation, digests, count
+    searcher: Any = None  # the index searches use: `index`, or its GPU copy (faiss_gpu)
 
     def __post_init__(self) -> None:
         self.n_people = len(set(self.names.values()))
@@ -692,6 +693,10 @@ class Gallery:
     by the next write and kept from then on; None means "whatever the manifest records" (for a
     new gallery: no switch, ``DEFAULT_APPROX_FACTORY``, automatic parameters). The switch is
     one way: an approximate index stays approximate if people are later removed.
+
+    ``search_device="cuda"`` searches a GPU copy of the index where FAISS has GPU support and
+    the gallery is large enough for that to pay (``faceid.faiss_gpu``); otherwise, and always
+    for writes, the CPU index serves.
     """
 
     lock_timeout: float = 120.0
@@ -706,6 +711,7 @@ class Gallery:
         auto_switch: int | None = None,
         approx_factory: str | None = None,
         index_params: str | None = None,
+        search_device: str = "cpu",
     ) -> None:
         if not isinstance(model_id, str) or not model_id:
             raise ValueError("model_id must be a non-empty string")
@@ -723,7 +729,10 @@ class Gallery:
             raise ValueError(f"approx_factory {approx_factory!r} must not contain IDMap")
         if index_params is not None and not isinstance(index_params, str):
             raise ValueError("index_params must be a FAISS ParameterSpace string")
+        if search_device not in ("cpu", "cuda"):
+            raise ValueError(f"search_device must be 'cpu' or 'cuda', got {search_device!r}")
         self._setup(Path(path), model_id, dim, index_factory)
+        self.search_device = search_device
         self._policy = {
             k: v
             for k, v in (
@@ -788,6 +797,7 @@ class Gallery:
         self._mutex = threading.RLock()
         self._policy: dict[str, Any] = {}
         self.switched: str | None = None  # the factory the last add() switched the index to
+        self.search_device = "cpu"
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.path)!r}, model_id={self.model_id!r})"
@@ -940,8 +950,23 @@ class Gallery:
         if state is None or state.index.ntotal == 0:
             return [[] for _ in range(len(q))]
         return search_people(
-            state.index, state.names, q, k, per_person_pool=per_person_pool, n_people=state.n_people
+            self._searcher(state),
+            state.names,
+            q,
+            k,
+            per_person_pool=per_person_pool,
+            n_people=state.n_people,
         )
+
+    def _searcher(self, state: _State) -> Any:
+        """The snapshot's index, or once per snapshot its GPU copy when one can serve."""
+        if self.search_device == "cpu":
+            return state.index
+        if state.searcher is None:
+            from faceid.faiss_gpu import to_gpu
+
+            state.searcher = to_gpu(state.index) or state.index
+        return state.searcher
 
     def _as_matrix(self, x: np.ndarray, what: str) -> np.ndarray:
         arr = np.asarray(x, dtype=np.float32)

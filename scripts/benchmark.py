@@ -9,6 +9,10 @@ it on an otherwise idle machine (the report records the load average at the star
 
 Sections:
 
+0. Encoder alone on every device present (the CPU, and CUDA when torch sees a GPU): ms per
+   crop at batch 1 and images/s at the encoder's batch size. Needs neither dlib, faiss nor
+   LFW (crops are random pixels: a CNN's speed does not depend on them), so it also runs on a
+   GPU machine that has only torch: `--sections encoder`.
 1. Per-photo latency: `FaceID.identify` of one photo at a time with the model loaded once, ms
    per stage (median over --latency-photos photos); and the wall time of `faceid verify` and
    `faceid --help` started as fresh processes (cold start, torch import included).
@@ -19,7 +23,9 @@ Sections:
    (face_recognition itself needs dlib compiled from source, so it is not a dependency).
 3. Search at --sizes gallery sizes: exact (Flat) against approximate (HNSW, optionally IVF)
    indexes built and tuned exactly as the gallery builds them, queried one at a time through
-   the gallery's own search code (`faceid.gallery.search_people`). The base is the model's
+   the gallery's own search code (`faceid.gallery.search_people`); with faiss-gpu and a GPU,
+   also the exact index copied to the GPU as the gallery copies it (`faceid.faiss_gpu`).
+   The base is the model's
    embeddings of LFW faces; larger sizes add synthetic faces made from real ones (embedding +
    gaussian noise, renormalised). Queries are real embeddings of held-out photos of enrolled
    people.
@@ -87,8 +93,16 @@ def spread(items: list, n: int) -> list:
 
 
 def machine() -> dict:
-    import faiss
     import torch
+
+    from faceid.faiss_gpu import gpu_count
+
+    try:
+        import faiss
+
+        faiss_version = faiss.__version__
+    except ImportError:  # e.g. a GPU box with torch only, running --sections encoder
+        faiss_version = None
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -110,9 +124,51 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
-        "faiss": faiss.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "faiss": faiss_version,
+        "faiss_gpus": gpu_count(),
         "platform": platform.platform(),
     }
+
+
+# ----------------------------------------------------------------------------- 0. encoder
+
+
+def measure_encoder(model: Path | None, devices: list[str], single: int, images: int) -> list[dict]:
+    """The encoder alone per device: batch-1 latency (what identify pays) and batch throughput
+    (what enroll pays), flip TTA included as in use. Random crops, warmed up first."""
+    from faceid.model.encoder import Encoder
+
+    rows = []
+    for device in devices:
+        encoder = Encoder.load(model, device)
+        s = encoder.input_size
+        rng = np.random.default_rng(0)
+        crops = rng.integers(0, 256, size=(max(images, single), s, s, 3), dtype=np.uint8)
+        for _ in range(3):  # cuDNN autotuning, allocator and thread-pool start-up
+            encoder.embed(crops[:1])
+            encoder.embed(crops[: encoder.batch_size])
+        one = []
+        for i in bar(range(single), desc=f"encoder {device} batch 1", unit="crop"):
+            start = time.perf_counter()
+            encoder.embed(crops[i : i + 1])  # returns numpy: the GPU has finished
+            one.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        encoder.embed(crops[:images])
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "device": device,
+                "ms_batch_1": median_ms(one),
+                "batch_size": encoder.batch_size,
+                "images": images,
+                "images_per_s": round(images / seconds, 1),
+            }
+        )
+    cpu = next((r for r in rows if r["device"] == "cpu"), None)
+    for r in rows:
+        r["vs_cpu"] = round(r["images_per_s"] / cpu["images_per_s"], 2) if cpu else None
+    return rows
 
 
 # ----------------------------------------------------------------------------- 1. latency
@@ -467,6 +523,7 @@ def measure_search(
 ) -> tuple[list[dict], list[dict], dict]:
     import faiss
 
+    from faceid.faiss_gpu import to_gpu
     from faceid.gallery import tune_index
 
     rng = np.random.default_rng(seed)
@@ -508,6 +565,22 @@ def measure_search(
                 "recall_at_1": 1.0,
             }
         )
+        gpu_index = to_gpu(exact_index, min_faces=0)
+        if gpu_index is not None:
+            hits, hit_s = run_queries(gpu_index, labels, queries)
+            rows.append(
+                {
+                    "faces": size,
+                    "synthetic": max(0, size - len(real)),
+                    "index": "Flat (GPU)",
+                    "params": "",
+                    "build_s": None,
+                    "bytes_per_face": None,
+                    "ms_per_query": median_ms(hit_s),
+                    "recall_at_1": round(recall_at_1(hits, exact), 4),
+                }
+            )
+            del gpu_index
         del exact_index
         for factory in approx:
             factory = ivf_factory(size) if factory == "IVF" else factory
@@ -570,12 +643,35 @@ def render(result: dict) -> str:
         "# faceid benchmark",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
-        f"({m['torch_threads']} threads, CUDA {'yes' if m['cuda'] else 'no'}), faiss {m['faiss']}; "
+        f"({m['torch_threads']} threads, CUDA {m['gpu'] or 'no'}), faiss {m['faiss'] or 'absent'} "
+        f"({m['faiss_gpus']} GPUs); "
         f"load average at start {', '.join(str(x) for x in m['load_average'])}. "
         f"Model {result['model']['id']} ({result['model']['path']}).",
     ]
     if result.get("quick"):
         out += ["", "**--quick: smoke-test sizes, not a measurement.**"]
+    enc = result.get("encoder")
+    if enc:
+        out += [
+            "",
+            "## Encoder alone (random crops, flip averaging included)",
+            "",
+            table(
+                ["device", "ms per crop at batch 1", "batch", "images/s", "vs CPU"],
+                [
+                    [
+                        r["device"],
+                        r["ms_batch_1"],
+                        r["batch_size"],
+                        r["images_per_s"],
+                        f"{r['vs_cpu']:.2f}x" if r["vs_cpu"] is not None else "-",
+                    ]
+                    for r in enc
+                ],
+            ),
+        ]
+        if not m["cuda"]:
+            out += ["", "No CUDA GPU on this machine: the CUDA row appears where there is one."]
     lat = result.get("latency")
     if lat:
         med = lat["median_ms"]
@@ -769,7 +865,7 @@ def int_list(text: str) -> list[int]:
 @click.option("--no-dlib", is_flag=True, help="Skip the dlib face_recognition pipeline.")
 @click.option(
     "--sections",
-    default="latency,enroll,search",
+    default="encoder,latency,enroll,search",
     show_default=True,
     help="Which sections to run.",
 )
@@ -802,7 +898,7 @@ def main(
     from faceid.pipeline import resolve_workers
 
     wanted = {s.strip() for s in sections.split(",") if s.strip()}
-    if not wanted <= {"latency", "enroll", "search"}:
+    if not wanted <= {"encoder", "latency", "enroll", "search"}:
         raise click.BadParameter(f"unknown section in {sections!r}", param_hint="--sections")
     photos = photos or (10 if quick else 1000)
     latency_photos = latency_photos or (5 if quick else 100)
@@ -811,9 +907,9 @@ def main(
     cold_runs = cold_runs or (1 if quick else 3)
     if quick and base_photos is None:
         base_photos = 60
-    if not lfw.is_dir():
+    if wanted - {"encoder"} and not lfw.is_dir():
         raise click.ClickException(f"LFW photos not found at {lfw}: pass --lfw")
-    everything = lfw_photos(lfw)
+    everything = lfw_photos(lfw) if lfw.is_dir() else []
     workers = resolve_workers(workers)
 
     fid = FaceID(model=model, device=device)
@@ -832,6 +928,12 @@ def main(
     }
     with tempfile.TemporaryDirectory(prefix="faceid-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if "encoder" in wanted:
+            import torch
+
+            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+            single, images = (10, 128) if quick else (200, 2048)
+            result["encoder"] = measure_encoder(model, devices, single, images)
         if "latency" in wanted:
             sample = spread(everything[len(everything) // 2 :], latency_photos + 1)
             lat = measure_latency(sample, model, device, workers, tmp)

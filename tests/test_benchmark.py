@@ -39,12 +39,41 @@ def quick_run(
 
 def test_markdown_has_every_section_and_says_what_it_measured(quick_run) -> None:
     text, _ = quick_run
-    for heading in ("# faceid benchmark", "## Per-photo latency", "## Enroll throughput"):
+    for heading in (
+        "# faceid benchmark",
+        "## Encoder alone",
+        "## Per-photo latency",
+        "## Enroll throughput",
+    ):
         assert heading in text
     assert "## Search" in text and "## Targets" in text
     assert "dlib face_recognition pipeline (same calls)" in text
     assert "synthetic faces" in text and "--quick" in text
     assert "| faces | index |" in text and "| pipeline |" in text
+
+
+def test_json_encoder_row_per_device_present(quick_run) -> None:
+    import torch
+
+    _, data = quick_run
+    rows = data["encoder"]
+    expected = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    assert [r["device"] for r in rows] == expected
+    for r in rows:
+        assert r["ms_batch_1"] > 0 and r["images_per_s"] > 0 and r["batch_size"] >= 1
+    assert rows[0]["vs_cpu"] == 1.0
+    assert data["machine"]["faiss_gpus"] == 0 or data["machine"]["cuda"]
+
+
+def test_encoder_section_needs_no_photos(tiny_model: Path, tmp_path: Path) -> None:
+    """So it runs on a GPU machine that has torch but neither LFW, dlib nor faiss."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    args = [sys.executable, str(SCRIPT), "--quick", "--sections", "encoder"]
+    args += ["--model", str(tiny_model), "--lfw", str(tmp_path / "no-lfw-here")]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "## Encoder alone" in proc.stdout and "## Search" not in proc.stdout
 
 
 def test_json_latency_and_cold_start(quick_run) -> None:
