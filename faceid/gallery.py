@@ -1079,6 +1079,13 @@ class Gallery:
     def _write(self, mutate: Callable[[_Manifest, Any, np.ndarray], tuple[Any, np.ndarray]]) -> Any:
         """Locked read-modify-write. A new gallery is first committed empty as generation 0,
         so a crash during the very first write can never leave people without a manifest."""
+        if not self.path.exists():
+            # Nothing on disk yet: try the change on an empty gallery first, so that a refused
+            # first write (an unknown factory, too few faces to train an index) leaves no
+            # folder behind. Only a first write pays for this rehearsal.
+            manifest, index, vectors = self._empty_state()
+            manifest.extra.update(self._policy)
+            mutate(manifest, index, vectors)
         with self._mutex, self._locked():
             try:
                 current = self._load_for_write()

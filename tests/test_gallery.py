@@ -107,6 +107,20 @@ def test_nothing_is_created_until_the_first_write(gallery_path: Path) -> None:
     assert not gallery_path.exists()
 
 
+@pytest.mark.parametrize(
+    ("factory", "error"),
+    [("NoSuchIndex", "cannot build"), ("IVF4096,Flat", "cannot train")],
+)
+def test_a_refused_first_write_leaves_no_folder_behind(
+    gallery_path: Path, factory: str, error: str
+) -> None:
+    g = open_gallery(gallery_path, index_factory=factory)
+    with pytest.raises(GalleryError, match=error):
+        g.add(unit(3, seed=0), ["a", "b", "c"], ["", "", ""])
+    assert not gallery_path.exists()
+    assert open_gallery(gallery_path).add(unit(1, seed=1), ["a"], [""]) == [0]
+
+
 def test_add_search_people_remove_rename_round_trip_persists_across_instances(
     gallery_path: Path,
 ) -> None:
