@@ -43,6 +43,12 @@ from faceid.train.miners import MINERS
 @click.option("--threads", default=0, help="torch CPU threads (0 = torch's default).")
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming.")
 @click.option("--init", default=None, help="Start from this checkpoint's weights (warm restart).")
+@click.option(
+    "--minutes",
+    default=0.0,
+    help="Wall-clock budget: after each of the first epochs, --epochs is set to what fits "
+    "(0 = train exactly --epochs).",
+)
 def main(
     cache,
     out,
@@ -62,6 +68,7 @@ def main(
     threads,
     fresh,
     init,
+    minutes,
 ):
     from faceid.model.net import NetConfig
     from faceid.train.loop import TrainConfig, train
@@ -87,6 +94,7 @@ def main(
         threads=threads,
         net=net.to_dict(),
         init=init,
+        minutes=minutes,
     )
     best = train(cfg, resume=not fresh)
     click.echo(json.dumps(best, indent=1))

@@ -9,8 +9,8 @@ import pytest
 from faceid.evaluate.protocols import read_people, scan_identities
 from faceid.model.encoder import Encoder
 from faceid.model.net import NetConfig
-from faceid.train.data import FaceCache, prepare_cache
-from faceid.train.loop import TrainConfig, split_people, train
+from faceid.train.data import FaceCache, pack_cache, prepare_cache
+from faceid.train.loop import TrainConfig, epochs_within, split_people, train
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
@@ -85,3 +85,41 @@ def test_a_warm_restart_starts_from_the_given_checkpoint(small_cache, tmp_path):
     conv = "stem.0.weight"
     assert np.array_equal(start.checkpoint.state_dict[conv], again.checkpoint.state_dict[conv])
     assert np.abs(start.embed(crops) - again.embed(crops)).max() < 0.5
+
+
+def test_a_packed_cache_loads_like_the_original_in_a_fraction_of_the_bytes(
+    small_cache, tmp_path
+):
+    summary = pack_cache(small_cache, tmp_path / "packed")
+    assert summary["crops"] == 56 and summary["packed_bytes"] < summary["raw_bytes"] / 2
+    raw, packed = FaceCache.load(small_cache), FaceCache.load(tmp_path / "packed")
+    assert packed.names == raw.names and np.array_equal(packed.labels, raw.labels)
+    assert np.array_equal(packed.teacher, raw.teacher)
+    assert packed.crops.shape == raw.crops.shape and packed.crops.dtype == np.uint8
+    error = np.abs(packed.crops.astype(np.int16) - raw.crops).mean()
+    assert 0 < error < 4 and error == pytest.approx(summary["mean_abs_error"], abs=1e-3)
+    some = [n for i, n in enumerate(raw.names) if i % 3 == 0]
+    sub_raw = FaceCache.load(small_cache, some)
+    sub_packed = FaceCache.load(tmp_path / "packed", some)
+    assert np.abs(sub_packed.crops.astype(np.int16) - sub_raw.crops).mean() < 4
+    assert sub_packed.names == some
+
+
+def test_epochs_within_fits_the_rest_of_the_budget():
+    assert epochs_within(600, 100, 1, 50) == 11  # 500 s left: 10 more epochs
+    assert epochs_within(600, 100, 3, 45) == 14  # floor(500 / 45) = 11 more
+    assert epochs_within(600, 590, 4, 50) == 4  # no time left: stop, never undo epochs
+
+
+def test_a_time_budget_sets_the_epochs_the_run_completes(small_cache, tmp_path, monkeypatch):
+    import types
+
+    import faceid.train.loop as loop
+
+    clock = iter(range(0, 100_000, 10))  # the loop's clock: each reading 10 s after the last
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    cfg = _cfg(small_cache, tmp_path, 100, minutes=5.0)
+    train(cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert 2 < len(rows) < 100 and cfg.epochs == len(rows)
+    assert rows[-1]["lr"] < rows[0]["lr"] / 5  # the schedule ran to its end, not cut midway

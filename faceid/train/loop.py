@@ -44,6 +44,7 @@ class TrainConfig:
     threads: int = 0
     people: list[str] | None = None
     init: str | None = None  # start from this checkpoint's weights (a warm restart)
+    minutes: float = 0.0  # > 0: fit `epochs` to this wall-clock budget (see epochs_within)
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
 
 
@@ -126,12 +127,22 @@ def lr_at(step: float, total: float, warmup: float, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup)))
 
 
+def epochs_within(budget_s: float, spent_s: float, done: int, epoch_s: float) -> int:
+    """Epochs a run can complete in its budget: those done plus the ones the rest fits.
+
+    For a run with a hard time limit (a lent GPU gives 10 minutes a command): the schedule is
+    stretched over what will actually be trained, rather than cut off midway through.
+    """
+    return max(done, done + int((budget_s - spent_s) // max(epoch_s, 1e-9)))
+
+
 def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> dict:
     """Train into cfg.out (last.pt, best.pt, log.jsonl); returns the best validation row."""
     from tqdm import tqdm
 
     from faceid.model.encoder import resolve_device
 
+    started = time.time()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -176,7 +187,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     total = cfg.epochs * steps_per_epoch
     warmup = cfg.warmup_epochs * steps_per_epoch
     log = (out / "log.jsonl").open("a")
-    for epoch in range(start_epoch, cfg.epochs):
+    epoch = start_epoch
+    while epoch < cfg.epochs:
         t0 = time.time()
         net.train()
         sums = {"loss": 0.0, "triplet": 0.0, "distill": 0.0, "active": 0.0, "triplets": 0}
@@ -242,6 +254,14 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
                 },
                 f,
             )
+        epoch += 1
+        if cfg.minutes > 0 and epoch - start_epoch <= 3:
+            # Re-estimated over the first epochs, as start-up costs (cuDNN autotuning, page
+            # cache) fade; the cosine schedule follows the new total smoothly.
+            cfg.epochs = epochs_within(
+                cfg.minutes * 60, time.time() - started, epoch, time.time() - t0
+            )
+            total = cfg.epochs * steps_per_epoch
     log.close()
     return best
 

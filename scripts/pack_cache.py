@@ -1,0 +1,28 @@
+"""Pack a prepared training cache into JPEG crops, small enough to carry to a GPU machine.
+
+    python scripts/pack_cache.py cache/lfw-devtrain-96 cache/lfw-devtrain-96-packed
+
+The packed folder trains exactly like the original (`scripts/train.py --cache FOLDER`); it
+needs Pillow to read, not dlib, so a machine with torch alone can train from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--quality", default=95, show_default=True, type=click.IntRange(50, 100))
+def main(src: Path, dst: Path, quality: int) -> None:
+    from faceid.train.data import pack_cache
+
+    click.echo(json.dumps(pack_cache(src, dst, quality=quality), indent=1))
+
+
+if __name__ == "__main__":
+    main()
