@@ -504,6 +504,41 @@ def recall_at_1(approx: list[Any], exact: list[Any]) -> float:
     return same / len(exact)
 
 
+def search_row(
+    name: str,
+    index: Any,
+    params: str,
+    build_s: float | None,
+    seconds: list[float],
+    hits: list[Any],
+    exact: list[Any],
+    n_real: int,
+) -> dict:
+    """One row of the search table: an index's speed, size and agreement with the exact one.
+
+    build_s None marks a GPU copy: it is not built or serialised on its own, so it has no
+    build time or size of its own (those of the CPU index it copies apply).
+    """
+    import faiss
+
+    size = int(index.ntotal)
+    return {
+        "faces": size,
+        "synthetic": max(0, size - n_real),
+        "index": name,
+        "params": params,
+        "build_s": None if build_s is None else round(build_s, 3),
+        "bytes_per_face": None
+        if build_s is None
+        else round(len(faiss.serialize_index(index)) / size, 1),
+        "ms_per_query": median_ms(seconds),
+        "recall_at_1": round(recall_at_1(hits, exact), 4),
+        "same_person_at_1": round(
+            sum(h.name == e.name for h, e in zip(hits, exact)) / len(exact), 4
+        ),
+    }
+
+
 def ivf_factory(n: int) -> str:
     """IVF with ~4*sqrt(n) lists (a power of two), at least 39 training points per list."""
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
@@ -521,8 +556,6 @@ def measure_search(
     ef_sweep: list[int],
     seed: int,
 ) -> tuple[list[dict], list[dict], dict]:
-    import faiss
-
     from faceid.faiss_gpu import to_gpu
     from faceid.gallery import tune_index
 
@@ -554,31 +587,13 @@ def measure_search(
         exact_index, exact_build = build("Flat", x)
         exact, exact_s = run_queries(exact_index, labels, queries)
         rows.append(
-            {
-                "faces": size,
-                "synthetic": max(0, size - len(real)),
-                "index": "Flat",
-                "params": "",
-                "build_s": round(exact_build, 3),
-                "bytes_per_face": round(len(faiss.serialize_index(exact_index)) / size, 1),
-                "ms_per_query": median_ms(exact_s),
-                "recall_at_1": 1.0,
-            }
+            search_row("Flat", exact_index, "", exact_build, exact_s, exact, exact, len(real))
         )
         gpu_index = to_gpu(exact_index, min_faces=0)
         if gpu_index is not None:
             hits, hit_s = run_queries(gpu_index, labels, queries)
             rows.append(
-                {
-                    "faces": size,
-                    "synthetic": max(0, size - len(real)),
-                    "index": "Flat (GPU)",
-                    "params": "",
-                    "build_s": None,
-                    "bytes_per_face": None,
-                    "ms_per_query": median_ms(hit_s),
-                    "recall_at_1": round(recall_at_1(hits, exact), 4),
-                }
+                search_row("Flat (GPU)", gpu_index, "", None, hit_s, hits, exact, len(real))
             )
             del gpu_index
         del exact_index
@@ -587,21 +602,7 @@ def measure_search(
             index, seconds = build(factory, x)
             params = tune_index(index)
             hits, hit_s = run_queries(index, labels, queries)
-            rows.append(
-                {
-                    "faces": size,
-                    "synthetic": max(0, size - len(real)),
-                    "index": factory,
-                    "params": params,
-                    "build_s": round(seconds, 3),
-                    "bytes_per_face": round(len(faiss.serialize_index(index)) / size, 1),
-                    "ms_per_query": median_ms(hit_s),
-                    "recall_at_1": round(recall_at_1(hits, exact), 4),
-                    "same_person_at_1": round(
-                        sum(h.name == e.name for h, e in zip(hits, exact)) / len(exact), 4
-                    ),
-                }
-            )
+            rows.append(search_row(factory, index, params, seconds, hit_s, hits, exact, len(real)))
             if factory.upper().startswith("HNSW"):
                 for ef in ef_sweep:
                     tune_index(index, f"efSearch={ef}")

@@ -30,8 +30,20 @@ def small_cache(tmp_path_factory):
 
 def _cfg(cache, out, epochs, **kw):
     net = NetConfig(input_size=32, widths=(8, 16), blocks=(1, 1)).to_dict()
-    return TrainConfig(cache=str(cache), out=str(out), epochs=epochs, p=4, k=4, singles=0,
-                       lr=1e-2, warmup_epochs=0.5, val_share=0.15, device="cpu", net=net, **kw)
+    return TrainConfig(
+        cache=str(cache),
+        out=str(out),
+        epochs=epochs,
+        p=4,
+        k=4,
+        singles=0,
+        lr=1e-2,
+        warmup_epochs=0.5,
+        val_share=0.15,
+        device="cpu",
+        net=net,
+        **kw,
+    )
 
 
 def test_prepared_cache_holds_aligned_crops_labels_and_teacher_targets(small_cache):
@@ -87,9 +99,7 @@ def test_a_warm_restart_starts_from_the_given_checkpoint(small_cache, tmp_path):
     assert np.abs(start.embed(crops) - again.embed(crops)).max() < 0.5
 
 
-def test_a_packed_cache_loads_like_the_original_in_a_fraction_of_the_bytes(
-    small_cache, tmp_path
-):
+def test_a_packed_cache_loads_like_the_original_in_a_fraction_of_the_bytes(small_cache, tmp_path):
     summary = pack_cache(small_cache, tmp_path / "packed")
     assert summary["crops"] == 56 and summary["packed_bytes"] < summary["raw_bytes"] / 2
     raw, packed = FaceCache.load(small_cache), FaceCache.load(tmp_path / "packed")
