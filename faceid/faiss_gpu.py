@@ -38,9 +38,9 @@ def _gpu_capable(index: Any) -> bool:
     """Exact and IVF indexes have GPU twins; HNSW (our approximate default) has none."""
     import faiss
 
-    from faceid.gallery import _inner_index
+    from faceid.gallery import inner_index
 
-    inner = _inner_index(index)
+    inner = inner_index(index)
     return isinstance(inner, faiss.IndexFlat) or faiss.try_extract_index_ivf(inner) is not None
 
 

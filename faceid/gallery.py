@@ -460,7 +460,7 @@ def _is_flat(index: Any) -> bool:
     return isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
 
 
-def _inner_index(index: Any) -> Any:
+def inner_index(index: Any) -> Any:
     """The index doing the work, under the IDMap2 (and any IndexPreTransform) wrapper."""
     import faiss
 
@@ -479,7 +479,7 @@ def auto_index_params(index: Any) -> str:
     """
     import faiss
 
-    inner = _inner_index(index)
+    inner = inner_index(index)
     if isinstance(inner, faiss.IndexHNSW):
         n = int(index.ntotal)
         return f"efSearch={next(ef for limit, ef in HNSW_EF_SEARCH if n <= limit)}"

@@ -258,7 +258,7 @@ def test_other_index_factories_add_remove_and_search(gallery_path: Path, factory
 # ------------------------------------------------------------------------------ index switch
 
 
-def inner_index(g: Gallery):
+def searched_index(g: Gallery):
     """The tuned FAISS index a gallery object searches (its cached snapshot's)."""
     import faiss
 
@@ -284,7 +284,7 @@ def test_the_write_that_crosses_auto_switch_rebuilds_an_approximate_index(
     assert fresh.check() == []
     hits = fresh.search(x[:60])
     assert [h[0].id for h in hits] == list(range(60))
-    assert inner_index(fresh).hnsw.efSearch == 64  # chosen by size
+    assert searched_index(fresh).hnsw.efSearch == 64  # chosen by size
 
     # It stays approximate: more adds go into the HNSW index, removal rebuilds it as HNSW.
     fresh.add(x[60:], names[60:], [""] * 20)
@@ -315,7 +315,7 @@ def test_one_add_past_the_switch_on_a_new_gallery_switches_at_once(gallery_path:
     g = open_gallery(gallery_path, auto_switch=50, approx_factory="IVF4,Flat")
     g.add(x, [f"p{i}" for i in range(60)], [""] * 60)
     assert manifest(gallery_path)["index_factory"] == "IVF4,Flat"
-    assert inner_index(open_gallery(gallery_path)).nprobe == 4  # 1/16 of lists, at least 8, <= 4
+    assert searched_index(open_gallery(gallery_path)).nprobe == 4  # 1/16 of lists, at least 8, <= 4
     assert [h[0].id for h in g.search(x)] == list(range(60))
     assert g.check() == []
 
@@ -325,8 +325,8 @@ def test_pinned_index_params_are_recorded_and_applied(gallery_path: Path) -> Non
     g = open_gallery(gallery_path, auto_switch=50, index_params="efSearch=200")
     g.add(x, [f"p{i}" for i in range(60)], [""] * 60)
     assert manifest(gallery_path)["index_params"] == "efSearch=200"
-    assert inner_index(g).hnsw.efSearch == 200
-    assert inner_index(open_gallery(gallery_path)).hnsw.efSearch == 200
+    assert searched_index(g).hnsw.efSearch == 200
+    assert searched_index(open_gallery(gallery_path)).hnsw.efSearch == 200
 
 
 @pytest.mark.parametrize(
