@@ -12,7 +12,7 @@ Sections:
 0. Encoder alone on every device present (the CPU, and CUDA when torch sees a GPU): ms per
    crop at batch 1 and images/s at the encoder's batch size. Needs neither dlib, faiss nor
    LFW (crops are random pixels: a CNN's speed does not depend on them), so it also runs on a
-   GPU machine that has only torch: `--sections encoder`.
+   GPU machine without them: `--sections encoder`.
 1. Per-photo latency: `FaceID.identify` of one photo at a time with the model loaded once, ms
    per stage (median over --latency-photos photos); and the wall time of `faceid verify` and
    `faceid --help` started as fresh processes (cold start, torch import included).
