@@ -17,6 +17,9 @@ from faceid.gallery import Gallery, make_index
 from tests.test_gallery import DIM, MODEL, unit
 
 
+@pytest.mark.skipif(
+    hasattr(faiss, "StandardGpuResources"), reason="this FAISS has GPU support (faiss-gpu)"
+)
 def test_faiss_cpu_reports_no_gpu_and_copies_nothing() -> None:
     assert faiss_gpu.gpu_count() == 0
     assert faiss_gpu.to_gpu(make_index("Flat", unit(100, 0)), min_faces=0) is None
