@@ -30,9 +30,12 @@ DEFAULT_INDEX_SWITCH = 100_000
 Photo = str | os.PathLike | np.ndarray
 
 
-def default_gallery_path() -> Path:
-    """FACEID_GALLERY if set, else galleries/default under the current directory."""
-    return Path(os.environ.get("FACEID_GALLERY") or DEFAULT_GALLERY)
+def default_gallery_path() -> Path | str:
+    """FACEID_GALLERY if set (a folder or a postgresql:// URL), else galleries/default under
+    the current directory."""
+    from faceid.gallery.locate import gallery_location
+
+    return gallery_location(os.environ.get("FACEID_GALLERY") or DEFAULT_GALLERY)
 
 
 @dataclass
@@ -113,7 +116,11 @@ class FaceID:
         index_switch: int | None = None,
         approx_index: str | None = None,
     ) -> None:
-        self.gallery_path = Path(gallery) if gallery is not None else default_gallery_path()
+        from faceid.gallery.locate import gallery_location
+
+        self.gallery_path = (
+            gallery_location(gallery) if gallery is not None else default_gallery_path()
+        )
         self.model_path = model
         self.device = device
         self.upsample = upsample
@@ -148,12 +155,12 @@ class FaceID:
     @property
     def gallery(self):
         if self._gallery is None:
-            from faceid.gallery import Gallery
+            from faceid.gallery.locate import open_gallery as open_location
 
             model_id = self.encoder.model_id
 
-            def open_gallery(switch: int | None) -> Gallery:
-                return Gallery(
+            def open_gallery(switch: int | None):
+                return open_location(
                     self.gallery_path,
                     model_id=model_id,
                     index_factory=self.index,
@@ -442,9 +449,9 @@ class FaceID:
 
     def people(self) -> dict[str, int]:
         """Enrolled names and how many photos each; reads only the manifest."""
-        from faceid.gallery import Gallery
+        from faceid.gallery.locate import inspect
 
-        return Gallery.inspect(self.gallery_path)["people"]
+        return inspect(self.gallery_path)["people"]
 
     def remove(self, name: str) -> int:
         return self.gallery.remove(name)

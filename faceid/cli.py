@@ -99,9 +99,10 @@ def common(fn):
         click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout."),
         click.option(
             "--gallery",
-            type=click.Path(path_type=Path),
+            type=str,  # a folder or a postgresql:// URL, which a Path would mangle
             default=None,
-            help="Gallery folder [default: $FACEID_GALLERY or galleries/default].",
+            help="Gallery folder or postgresql:// URL "
+            "[default: $FACEID_GALLERY or galleries/default].",
         ),
         click.option(
             "--threshold",
@@ -381,9 +382,9 @@ def doctor(repair):
     """Check the gallery's files agree with each other and with the model."""
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    from faceid.gallery import Gallery
+    from faceid.gallery.locate import open_for_doctor
 
-    gallery = Gallery.open_for_doctor(fid.gallery_path)
+    gallery = open_for_doctor(fid.gallery_path)
     problems = gallery.check()
     actions = gallery.repair() if (repair and problems) else []
     healthy = not problems or (repair and not gallery.check())
@@ -400,6 +401,32 @@ def doctor(repair):
         "\n".join(lines),
     )
     sys.exit(EXIT_OK if healthy else EXIT_NO)
+
+
+@main.group("gallery")
+def gallery_group() -> None:
+    """Whole-gallery operations: copying between a folder and PostgreSQL."""
+
+
+@gallery_group.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@guarded
+def gallery_copy(source, destination, as_json):
+    """Copy SOURCE's embeddings into DESTINATION (folders or postgresql:// URLs), without
+    re-encoding photos; refused when they belong to different models."""
+    ctx = click.get_current_context()
+    ctx.obj = {"json": as_json}
+    from faceid.gallery.transfer import copy_gallery
+
+    done = copy_gallery(source, destination)
+    _emit(
+        ctx,
+        done,
+        f"copied {done['faces']} embedding(s) of {done['people']} people from {done['source']} "
+        f"to {done['destination']}",
+    )
 
 
 # --- evaluation and calibration ------------------------------------------------

@@ -209,3 +209,28 @@ def manifest_bytes(gallery: Path) -> bytes | None:
     """The gallery's commit point, to prove a failed command changed nothing."""
     path = gallery / "manifest.json"
     return path.read_bytes() if path.exists() else None
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """A real PostgreSQL server with pgvector on a loopback port, for the whole session.
+
+    Not skipped when it cannot start: the PostgreSQL backend's tests must run wherever the
+    suite runs (CI included), so a server that does not come up fails them.
+    """
+    from tests.postgres_server import scratch_server
+
+    with scratch_server() as server:
+        yield server
+
+
+_databases = iter(range(1, 10**9))
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh database (pgvector enabled, no faceid tables) on the session's server."""
+    return pg_server.create_database(f"faceid_test_{next(_databases)}")

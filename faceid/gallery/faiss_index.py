@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from faceid.errors import GalleryError
-from faceid.gallery.base import Match
+from faceid.gallery.base import Match, Neighbours, best_per_person
 from faceid.gallery.messages import REPAIR_HINT, _one_line
 from faceid.gallery.vectors import _vector_dtype
 
@@ -195,30 +195,19 @@ def search_people(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if index.ntotal == 0:
         return [[] for _ in range(len(q))]
-    total = int(index.ntotal)
     people = n_people if n_people is not None else len(set(names.values()))
-    wanted = min(k, people)
-    fetch = min(total, k * per_person_pool)
-    results: list[list[Match]] = [[] for _ in range(len(q))]
-    pending = list(range(len(q)))
-    while pending:
+
+    def nearest(pending: list[int], fetch: int) -> list[Neighbours]:
         with _faiss_threads(1 if len(pending) < _SMALL_SEARCH else 0):
             distances, labels = index.search(q[pending], fetch)
-        widen: list[int] = []
-        for row, qi in enumerate(pending):
-            best: dict[str, Match] = {}
-            for dist, label in zip(distances[row].tolist(), labels[row].tolist()):
-                name = names.get(label) if label >= 0 else None
-                if name is not None and name not in best:
-                    best[name] = Match(name, max(0.0, dist), label)
-            if len(best) < wanted and fetch < total:
-                widen.append(qi)
-                continue
-            ranked = sorted(best.values(), key=lambda m: (m.distance, m.name))
-            results[qi] = ranked[:k]
-        pending = widen
-        fetch = min(total, fetch * 4)
-    return results
+        return [
+            [(d, i, names.get(i) if i >= 0 else None) for d, i in zip(drow, lrow)]
+            for drow, lrow in zip(distances.tolist(), labels.tolist())
+        ]
+
+    return best_per_person(
+        nearest, len(q), k, per_person_pool, total=int(index.ntotal), n_people=people
+    )
 
 
 def _serialize_index(index: Any) -> bytes:

@@ -52,7 +52,7 @@ import numpy as np
 
 from faceid.atomic import fsync_dir
 from faceid.errors import GalleryError, NotEnrolled
-from faceid.gallery.base import Match
+from faceid.gallery.base import Match, as_matrix, check_new_faces
 from faceid.gallery.doctor import Doctor, _Diagnosis, _disagree
 from faceid.gallery.faiss_gpu import to_gpu
 from faceid.gallery.faiss_index import (
@@ -90,10 +90,9 @@ from faceid.gallery.manifest import (
 )
 from faceid.gallery.messages import REPAIR_HINT
 from faceid.gallery.names import _short, validate_name
-from faceid.gallery.vectors import _serialize_vectors, _vector_dtype
+from faceid.gallery.vectors import _parse_vectors, _serialize_vectors, _vector_dtype
 
 _READ_RETRIES = 20
-_NORM_TOLERANCE = 1e-3
 
 
 def _now() -> str:
@@ -377,6 +376,40 @@ class Gallery(Doctor):
         state = self._read_state()
         return [] if state is None else [dict(e) for e in state.manifest.entries]
 
+    def export(self) -> tuple[list[dict], np.ndarray]:
+        """The entries and, row for row, their embeddings, from one committed generation.
+
+        The vectors come from the vectors file (checked against the manifest's digest), the
+        source of truth that also rebuilds indexes: what copying to another backend reads.
+        """
+        for _ in range(_READ_RETRIES):
+            state = self._read_state()
+            if state is None:
+                return [], np.zeros((0, self.dim), np.float32)
+            manifest = state.manifest
+            path = self.path / manifest.vectors_file
+            try:
+                data = _read_bytes(path)
+            except FileNotFoundError:
+                if self._manifest_changed(state.raw):
+                    continue
+                raise GalleryError(f"vectors file {path} is missing; {REPAIR_HINT}") from None
+            except OSError as exc:
+                raise GalleryError(f"cannot read {path}: {exc.strerror}") from None
+            if _sha256(data) != manifest.vectors_sha256:
+                if self._manifest_changed(state.raw):
+                    continue
+                raise GalleryError(
+                    f"vectors file {path} is corrupt (sha256 does not match the manifest); "
+                    f"{REPAIR_HINT}"
+                )
+            rows = _parse_vectors(data, path, manifest.dim)
+            ids = manifest.ids
+            if not np.array_equal(rows["id"], ids):
+                raise GalleryError(_disagree(path, self._manifest_path, rows["id"], ids))
+            return [dict(e) for e in manifest.entries], np.array(rows["vector"], np.float32)
+        raise GalleryError(f"gallery {self.path} kept changing while being read; try again")
+
     def search(
         self, queries: np.ndarray, k: int = 1, *, per_person_pool: int = 50
     ) -> list[list[Match]]:
@@ -391,7 +424,7 @@ class Gallery(Doctor):
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if type(per_person_pool) is not int or per_person_pool < 1:
             raise ValueError(f"per_person_pool must be a positive integer, got {per_person_pool!r}")
-        q = self._as_matrix(queries, "queries")
+        q = as_matrix(queries, self.dim, "queries")
         state = self._read_state()
         if state is None or state.index.ntotal == 0:
             return [[] for _ in range(len(q))]
@@ -411,16 +444,6 @@ class Gallery(Doctor):
         if state.searcher is None:
             state.searcher = to_gpu(state.index) or state.index
         return state.searcher
-
-    def _as_matrix(self, x: np.ndarray, what: str) -> np.ndarray:
-        arr = np.asarray(x, dtype=np.float32)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise ValueError(f"{what} must have shape (n, {self.dim}), got {np.shape(x)}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{what} contain NaN or infinite values")
-        return np.ascontiguousarray(arr)
 
     @staticmethod
     def inspect(path: str | os.PathLike[str]) -> dict:
@@ -595,40 +618,32 @@ class Gallery(Doctor):
                     removed += 1
         return removed
 
-    def add(self, embeddings: np.ndarray, names: list[str], sources: list[str]) -> list[int]:
+    def add(
+        self,
+        embeddings: np.ndarray,
+        names: list[str],
+        sources: list[str],
+        *,
+        added: list[str] | None = None,
+    ) -> list[int]:
         """Enroll embeddings in one atomic, locked write; returns their new ids.
 
-        Embeddings must be L2-normalised: distance thresholds are calibrated on unit vectors,
-        and an unnormalised one would silently never (or always) match.
+        Embeddings must be unit vectors (``check_new_faces``); ``added`` keeps a copied
+        gallery's enrolment times (default: now).
         """
-        x = self._as_matrix(embeddings, "embeddings")
-        if isinstance(names, str) or isinstance(sources, str):
-            raise TypeError("names and sources must be lists of strings, one per embedding")
-        names = list(names)
-        sources = list(sources)
-        if not len(x) == len(names) == len(sources):
-            raise ValueError(
-                f"got {len(x)} embeddings, {len(names)} names and {len(sources)} sources"
-            )
+        x, clean, sources = check_new_faces(embeddings, names, sources, self.dim, added)
         if not len(x):
             return []
-        norms = np.linalg.norm(x, axis=1)
-        if np.abs(norms - 1.0).max() > _NORM_TOLERANCE:
-            raise ValueError("embeddings must be L2-normalised (unit length)")
-        clean = [validate_name(n) for n in names]
-        for s in sources:
-            if not isinstance(s, str):
-                raise TypeError(f"sources must be strings, got {type(s).__name__}")
         new_ids: list[int] = []
         switched: str | None = None
 
         def mutate(manifest: _Manifest, index: Any, vectors: np.ndarray) -> tuple[Any, np.ndarray]:
             nonlocal switched
             ids = np.arange(manifest.next_id, manifest.next_id + len(x), dtype=np.int64)
-            added = _now()
-            for i, name, source in zip(ids, clean, sources):
+            times = added if added is not None else [_now()] * len(x)
+            for i, name, source, when in zip(ids, clean, sources, times):
                 manifest.entries.append(
-                    {"id": int(i), "name": name, "source": source, "added": added}
+                    {"id": int(i), "name": name, "source": source, "added": when}
                 )
             manifest.next_id += len(x)
             rows = np.zeros(len(x), dtype=vectors.dtype)
