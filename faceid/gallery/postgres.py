@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +45,7 @@ INDEX_KINDS = ("hnsw", "ivfflat")
 # Serialises schema creation, migration and the index switch across every client.
 _SCHEMA_LOCK = 0x66616365_6964  # "faceid"
 _HNSW_MAX_EF = 1000  # pgvector's limit on hnsw.ef_search
+_PLAN_TTL = 1.0  # seconds a reader trusts what it knows of the index (see _plan)
 
 # Steps from version v to v + 1 (none yet: version 1 is the first). A newer faceid adds
 # MIGRATIONS[1] = [...] and bumps FORMAT_VERSION; older galleries are upgraded on first write.
@@ -154,6 +156,8 @@ class PostgresGallery:
         self.switched: str | None = None
         self._conn: Any = None
         self._vector_ready = False  # numpy <-> vector adapters registered on self._conn
+        self._settings: dict[str, int] = {}  # session settings sent on self._conn
+        self._plan_cache: tuple[float, tuple[str | None, int]] | None = None
         self._lock = threading.RLock()
         self._check_identity(self._meta())
 
@@ -168,6 +172,7 @@ class PostgresGallery:
         gallery.model_id, gallery.dim, gallery.connect_timeout = "unknown", 128, 10.0
         gallery.index_params, gallery._create, gallery._policy = None, {}, {}
         gallery._build_now, gallery._vector_ready = False, False
+        gallery._settings, gallery._plan_cache = {}, None
         gallery.switched, gallery._conn, gallery._lock = None, None, threading.RLock()
         return gallery
 
@@ -176,11 +181,17 @@ class PostgresGallery:
     @contextlib.contextmanager
     def _session(self, what: str) -> Iterator[Any]:
         """The connection, with every database failure turned into a one-line GalleryError."""
-        import psycopg
+        try:
+            import pgvector.psycopg  # noqa: F401 - needed by _register, checked here once
+            import psycopg
+        except ImportError:
+            raise GalleryError(
+                "a postgresql:// gallery needs psycopg and pgvector: pip install 'faceid[postgres]'"
+            ) from None
 
         with self._lock:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn, self._vector_ready = None, False
+                self._conn, self._vector_ready, self._settings = None, False, {}
                 try:
                     conn = psycopg.connect(
                         self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
@@ -306,8 +317,10 @@ class PostgresGallery:
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[tuple[Any, dict[str, str]]]:
         """One transaction with the schema in place; commits on a clean exit."""
+        self._plan_cache = None  # this write may create the gallery or its index
         with self._session(what) as conn, conn.transaction():
             yield conn, self._ensure_schema(conn)
+        self._plan_cache = None
 
     # ---------------------------------------------------------------- reading
 
@@ -408,45 +421,80 @@ class PostgresGallery:
             raise ValueError(f"per_person_pool must be a positive integer, got {per_person_pool!r}")
         q = as_matrix(queries, self.dim, "queries")
         with self._session("search") as conn:
-            if self._read_meta(conn) is None:
+            plan = self._plan(conn)
+            if plan is None:
                 return [[] for _ in range(len(q))]
-            ann = self._ann_index(conn)
-            approximate = ann is not None and ann[1]
 
             def nearest(pending: list[int], fetch: int) -> list[Neighbours]:
-                return [
-                    self._nearest(conn, q[i], fetch, ann[0] if approximate else None)
-                    for i in pending
-                ]
+                return [self._nearest(conn, q[i], fetch, plan) for i in pending]
 
             return best_per_person(nearest, len(q), k, per_person_pool)
 
-    def _nearest(self, conn: Any, query: np.ndarray, fetch: int, method: str | None) -> Neighbours:
-        """``fetch`` nearest faces to one query: exact by a sequential scan, or approximate by
-        the index with search parameters sized to the gallery and the fetch."""
-        with conn.transaction():
-            if method is None or (method == "hnsw" and fetch > _HNSW_MAX_EF):
+    def _plan(self, conn: Any) -> tuple[str | None, int] | None:
+        """(the approximate index's method or None for exact, size estimate); None when there
+        is no gallery. Re-read at most every _PLAN_TTL seconds (and after this object's own
+        writes), so a search is one round trip; another client's new index is seen within it."""
+        now = time.monotonic()
+        if self._plan_cache is not None and now - self._plan_cache[0] < _PLAN_TTL:
+            return self._plan_cache[1]
+        if self._read_meta(conn) is None:
+            return None
+        ann = self._ann_index(conn)
+        method = ann[0] if ann is not None and ann[1] else None
+        plan = (method, self._size_estimate(conn) if method else 0)
+        self._plan_cache = (now, plan)
+        return plan
+
+    def _nearest(
+        self, conn: Any, query: np.ndarray, fetch: int, plan: tuple[str | None, int]
+    ) -> Neighbours:
+        """``fetch`` nearest faces to one query: exact (a sequential scan), or approximate
+        through the index with search parameters sized to the gallery and the fetch."""
+        method, size = plan
+        sql = (
+            "SELECT n.d, n.id, p.name FROM (SELECT id, person_id, embedding <-> %s AS d "
+            "FROM faceid_faces ORDER BY embedding <-> %s LIMIT %s) n "
+            "JOIN faceid_people p ON p.id = n.person_id ORDER BY n.d, n.id"
+        )
+        args = (query, query, fetch)
+        if method is None:  # no index to use: the scan is exact
+            rows = conn.execute(sql, args).fetchall()
+        elif method == "hnsw" and fetch > _HNSW_MAX_EF:  # past HNSW's reach: exact
+            with conn.transaction():
                 conn.execute("SET LOCAL enable_indexscan = off")
                 conn.execute("SET LOCAL enable_bitmapscan = off")
-            elif method == "hnsw":
-                conn.execute(f"SET LOCAL hnsw.ef_search = {self._ef_search(conn, fetch)}")
+                rows = conn.execute(sql, args).fetchall()
+        else:
+            if method == "hnsw":
+                self._setting(conn, "hnsw.ef_search", self._ef_search(size, fetch))
             else:
-                conn.execute(f"SET LOCAL ivfflat.probes = {self._probes(conn)}")
-            rows = conn.execute(
-                "SELECT n.d, n.id, p.name FROM (SELECT id, person_id, embedding <-> %s AS d "
-                "FROM faceid_faces ORDER BY embedding <-> %s LIMIT %s) n "
-                "JOIN faceid_people p ON p.id = n.person_id ORDER BY n.d, n.id",
-                (query, query, fetch),
-            ).fetchall()
+                self._setting(conn, "ivfflat.probes", self._probes(conn))
+            rows = conn.execute(sql, args).fetchall()
         return [(float(d) * float(d), int(i), name) for d, i, name in rows]
 
-    def _ef_search(self, conn: Any, fetch: int) -> int:
-        """HNSW_EF_SEARCH by size (the FAISS gallery's table), at least the fetch, unless the
-        gallery pins ``efSearch=N`` in index_params."""
+    def search_params(self, fetch: int = 50) -> str:
+        """The approximate index's setting a search of ``fetch`` neighbours uses now, as
+        'ef_search=N' or 'probes=N'; '' while searches are exact."""
+        with self._session("search") as conn:
+            plan = self._plan(conn)
+            if plan is None or plan[0] is None:
+                return ""
+            if plan[0] == "hnsw":
+                return f"ef_search={self._ef_search(plan[1], fetch)}"
+            return f"probes={self._probes(conn)}"
+
+    def _setting(self, conn: Any, name: str, value: int) -> None:
+        """A session setting, sent only when it changes on this connection."""
+        if self._settings.get(name) != value:
+            conn.execute(f"SET {name} = {int(value)}")
+            self._settings[name] = value
+
+    def _ef_search(self, n: int, fetch: int) -> int:
+        """HNSW_EF_SEARCH by size n (the FAISS gallery's table), at least the fetch, unless
+        the gallery pins ``efSearch=N`` in index_params."""
         pinned = _param(self.index_params, "efSearch")
         if pinned:
             return min(_HNSW_MAX_EF, max(pinned, fetch))
-        n = self._size_estimate(conn)
         ef = next(ef for limit, ef in HNSW_EF_SEARCH if n <= limit)
         return min(_HNSW_MAX_EF, max(ef, fetch))
 
@@ -455,6 +503,8 @@ class PostgresGallery:
         pinned = _param(self.index_params, "nprobe")
         if pinned:
             return pinned
+        if "ivfflat.probes" in self._settings:  # the lists change only with a rebuild
+            return self._settings["ivfflat.probes"]
         lists = conn.execute(
             "SELECT coalesce((SELECT option_value::int FROM pg_options_to_table("
             "(SELECT reloptions FROM pg_class WHERE relname = %s)) WHERE option_name = 'lists'),"
