@@ -24,7 +24,8 @@ PHOTOS = 10
 def quick_run(
     lfw: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, dict]:
-    """One --quick run (about 15 s): its markdown and its JSON."""
+    """One --quick run (about 40 s, a PostgreSQL server and a replica included): its markdown
+    and its JSON."""
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
     env = dict(os.environ)
@@ -32,7 +33,7 @@ def quick_run(
     env["FACEID_CACHE_DIR"] = str(tmp / "cache")  # never touch the user's embedding cache
     args = [sys.executable, str(SCRIPT), "--quick", "--model", str(tiny_model), "--lfw", str(lfw)]
     args += ["--photos", str(PHOTOS), "--sizes", "1000", "--json-out", str(out)]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())
 
@@ -115,3 +116,20 @@ def test_json_search_rows_for_exact_and_approximate_indexes(quick_run) -> None:
     assert info["queries"] >= 1 and 0 < info["real_faces"] < 1000 and info["noise"] > 0
     assert {r["efSearch"] for r in data["ef_sweep"]} == {32, 64, 128, 256}
     assert [t["target"].split()[0] for t in data["targets"]] == ["enroll"]  # no 1M row here
+
+
+def test_json_backends_compare_faiss_and_pgvector_on_the_same_faces(quick_run) -> None:
+    text, data = quick_run
+    assert "## Gallery backends" in text and "Replication lag" in text
+    rows = data["backends"]
+    assert [(r["faces"], r["backend"]) for r in rows] == [
+        (1000, "FAISS folder"),
+        (1000, "PostgreSQL + pgvector"),
+    ]
+    for r in rows:
+        assert r["build_s"] > 0 and r["bytes_per_face"] > 128 * 4 and r["ms_per_query"] > 0
+        assert 0.0 <= r["recall_at_1"] <= 1.0 and r["identify_per_s"] > 0
+    assert rows[1]["params"].startswith("ef_search=") and rows[1]["load_s"] > 0
+    assert {e["ef_search"] for e in rows[1]["ef_sweep"]} == {64, 128, 256}
+    lag = data["replica_lag"]
+    assert lag["writes"] >= 1 and lag["median_ms"] > 0
