@@ -176,6 +176,13 @@ class FaceID:
         return self._gallery
 
     @property
+    def gallery_label(self) -> str:
+        """The gallery as messages name it: a folder, or a database URL without its password."""
+        from faceid.gallery.postgres import is_url, redact
+
+        return redact(self.gallery_path) if is_url(self.gallery_path) else str(self.gallery_path)
+
+    @property
     def threshold(self) -> float:
         return self._threshold if self._threshold is not None else self.encoder.threshold
 
@@ -435,7 +442,7 @@ class FaceID:
         with self.timings.stage("load_gallery"):  # manifest + index: once per process
             empty = len(self.gallery) == 0
         if empty:
-            raise FaceIDError(f"the gallery {self.gallery_path} is empty: enroll someone first")
+            raise FaceIDError(f"the gallery {self.gallery_label} is empty: enroll someone first")
         with self.timings.stage("search"):
             hits = self.gallery.search(emb, top_k)
         return [

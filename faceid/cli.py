@@ -205,7 +205,7 @@ def enroll(paths, name, largest, workers, index, index_switch):
     ok, bad = report.enrolled, report.failed
     lines = [
         f"enrolled {len(ok)} photo(s) of {len({r['name'] for r in ok})} person(s) "
-        f"into {fid.gallery_path} in {seconds:.1f} s ({len(items) / seconds:.1f} photos/s)"
+        f"into {fid.gallery_label} in {seconds:.1f} s ({len(items) / seconds:.1f} photos/s)"
     ]
     if report.index_switched:
         lines.append(
@@ -213,7 +213,7 @@ def enroll(paths, name, largest, workers, index, index_switch):
             f"{report.index_switched} (approximate search, fast at any size)"
         )
     lines += [f"skipped: {r['error']}" for r in bad]
-    _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))
+    _emit(ctx, report.to_dict() | {"gallery": fid.gallery_label}, "\n".join(lines))
     if not ok and len(items) == 1:
         # One photo and it failed: that is the command's error, not a warning.
         click.echo(_text(f"faceid: error: {bad[0]['error']}"), err=True)
@@ -389,11 +389,11 @@ def doctor(repair):
     actions = gallery.repair() if (repair and problems) else []
     healthy = not problems or (repair and not gallery.check())
     lines = [f"problem: {p}" for p in problems] + [f"repaired: {a}" for a in actions]
-    lines.append(f"{fid.gallery_path}: {'healthy' if healthy else 'needs repair'}")
+    lines.append(f"{fid.gallery_label}: {'healthy' if healthy else 'needs repair'}")
     _emit(
         ctx,
         {
-            "gallery": str(fid.gallery_path),
+            "gallery": fid.gallery_label,
             "problems": problems,
             "repaired": actions,
             "healthy": healthy,

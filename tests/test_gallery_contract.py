@@ -34,7 +34,8 @@ def at(location: Path | str, **kw):
 
 
 def created(location: Path | str) -> bool:
-    return inspect(location)["exists"]
+    """Whether anything exists yet: a folder at all, or faceid's tables in the database."""
+    return Path(location).exists() if isinstance(location, Path) else inspect(location)["exists"]
 
 
 # ------------------------------------------------------------------------------ round trip

@@ -308,21 +308,9 @@ class Gallery(Doctor):
                     return self._cache
             manifest = self._parse(raw)
             index_path = self.path / manifest.index_file
-            try:
-                data = _read_bytes(index_path)
-            except FileNotFoundError:
-                if self._manifest_changed(raw):
-                    continue
-                raise GalleryError(f"index file {index_path} is missing; {REPAIR_HINT}") from None
-            except OSError as exc:
-                raise GalleryError(f"cannot read {index_path}: {exc.strerror}") from None
-            if _sha256(data) != manifest.index_sha256:
-                if self._manifest_changed(raw):
-                    continue
-                raise GalleryError(
-                    f"index file {index_path} is corrupt (sha256 does not match the manifest); "
-                    f"{REPAIR_HINT}"
-                )
+            data = self._read_named(raw, index_path, manifest.index_sha256, "index")
+            if data is None:
+                continue
             index = _parse_index(data, index_path, manifest.dim)
             ids = manifest.ids
             index_ids = _index_ids(index)
@@ -335,6 +323,26 @@ class Gallery(Doctor):
                 self._cache = state
             return state
         raise GalleryError(f"gallery {self.path} kept changing while being read; try again")
+
+    def _read_named(self, raw: bytes, path: Path, digest: str, kind: str) -> bytes | None:
+        """A file that the manifest ``raw`` names, checked against its digest; None when a
+        concurrent commit has replaced that manifest meanwhile (read the new one)."""
+        try:
+            data = _read_bytes(path)
+        except FileNotFoundError:
+            if self._manifest_changed(raw):
+                return None
+            raise GalleryError(f"{kind} file {path} is missing; {REPAIR_HINT}") from None
+        except OSError as exc:
+            raise GalleryError(f"cannot read {path}: {exc.strerror}") from None
+        if _sha256(data) != digest:
+            if self._manifest_changed(raw):
+                return None
+            raise GalleryError(
+                f"{kind} file {path} is corrupt (sha256 does not match the manifest); "
+                f"{REPAIR_HINT}"
+            )
+        return data
 
     def _read_manifest(self, cache: _State | None) -> tuple[bytes | None, tuple[int, ...]]:
         """manifest.json's bytes and stat; None for the bytes when they are the cached ones.
@@ -388,21 +396,9 @@ class Gallery(Doctor):
                 return [], np.zeros((0, self.dim), np.float32)
             manifest = state.manifest
             path = self.path / manifest.vectors_file
-            try:
-                data = _read_bytes(path)
-            except FileNotFoundError:
-                if self._manifest_changed(state.raw):
-                    continue
-                raise GalleryError(f"vectors file {path} is missing; {REPAIR_HINT}") from None
-            except OSError as exc:
-                raise GalleryError(f"cannot read {path}: {exc.strerror}") from None
-            if _sha256(data) != manifest.vectors_sha256:
-                if self._manifest_changed(state.raw):
-                    continue
-                raise GalleryError(
-                    f"vectors file {path} is corrupt (sha256 does not match the manifest); "
-                    f"{REPAIR_HINT}"
-                )
+            data = self._read_named(state.raw, path, manifest.vectors_sha256, "vectors")
+            if data is None:
+                continue
             rows = _parse_vectors(data, path, manifest.dim)
             ids = manifest.ids
             if not np.array_equal(rows["id"], ids):
