@@ -753,21 +753,29 @@ def replica_lag(server: Any, tmp: Path, writes: int) -> dict:
         rng = np.random.default_rng(3)
         primary = PostgresGallery(url, model_id=BENCH_MODEL)
         primary.add(unit_rows(rng, 1), ["warm-up"], [""])
+        replica = PostgresGallery.open_for_doctor(replica_url)
+        wait_for(lambda: "warm-up" in replica.people())  # the schema has reached the replica
+        replica.close()
         lags = []
+        query = "SELECT 1 FROM faceid_people WHERE name = %s"
         with psycopg.connect(replica_url, autocommit=True) as conn:
             for i in range(writes):
                 primary.add(unit_rows(rng, 1), [f"lag-{i}"], [""])
                 start = time.perf_counter()
-                while not conn.execute(
-                    "SELECT 1 FROM faceid_people WHERE name = %s", (f"lag-{i}",)
-                ).fetchone():
-                    if time.perf_counter() - start > 30:
-                        raise click.ClickException("the replica did not catch up within 30 s")
-                    time.sleep(0.0002)
+                wait_for(lambda n=f"lag-{i}": conn.execute(query, (n,)).fetchone() is not None)
                 lags.append(time.perf_counter() - start)
         return {"writes": writes, "median_ms": median_ms(lags), "max_ms": round(max(lags) * 1e3, 3)}
     finally:
         standby.stop("immediate")
+
+
+def wait_for(check: Any, timeout: float = 60.0) -> None:
+    """Poll check() every 0.2 ms until it is true."""
+    start = time.perf_counter()
+    while not check():
+        if time.perf_counter() - start > timeout:
+            raise click.ClickException(f"the replica did not catch up within {timeout:g} s")
+        time.sleep(0.0002)
 
 
 def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -47,6 +47,14 @@ _SCHEMA_LOCK = 0x66616365_6964  # "faceid"
 _HNSW_MAX_EF = 1000  # pgvector's limit on hnsw.ef_search
 _PLAN_TTL = 1.0  # seconds a reader trusts what it knows of the index (see _plan)
 
+# Whether faceid's tables exist, read from the catalog with the statement's snapshot. Not
+# to_regclass(): its name lookup may answer from a cache that a transaction which waited on
+# _SCHEMA_LOCK has not refreshed, and miss tables another writer has just created.
+_META_EXISTS = (
+    "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relname = 'faceid_meta' AND n.nspname = current_schema())"
+)
+
 # Steps from version v to v + 1 (none yet: version 1 is the first). A newer faceid adds
 # MIGRATIONS[1] = [...] and bumps FORMAT_VERSION; older galleries are upgraded on first write.
 MIGRATIONS: dict[int, list[str]] = {}
@@ -112,7 +120,9 @@ class PostgresGallery:
     Nothing is created until the first write. Opening refuses a gallery made by another model
     or a newer format, as the FAISS folder does; ``check()``/``repair()`` are the doctor.
     One connection per object, opened on first use and reopened after it breaks; calls from
-    several threads take turns on it.
+    several threads take turns on it. The constructor takes the folder gallery's options
+    (``index_factory``/``approx_factory`` as FAISS factory names: Flat, HNSW*, IVF*);
+    ``search_device`` is accepted for that symmetry only: the database server searches.
     """
 
     def __init__(
@@ -134,11 +144,7 @@ class PostgresGallery:
             raise ValueError(f"dim must be a positive integer up to 16000, got {dim!r}")
         if auto_switch is not None and (type(auto_switch) is not int or auto_switch < 0):
             raise ValueError(f"auto_switch must be an integer >= 0 or None, got {auto_switch!r}")
-        self.url = url
-        self.path = redact(url)  # what messages call the gallery, as the folder's path
-        self.model_id = model_id
-        self.dim = dim
-        self.connect_timeout = connect_timeout
+        self._setup(url, model_id, dim, connect_timeout)
         self.index_params = index_params
         # How a new gallery is made: its approximate index, built at once for an approximate
         # index_factory, else when it grows past auto_switch faces (0/None: never).
@@ -153,13 +159,24 @@ class PostgresGallery:
             self._policy["index"] = self._create["index"]
         if auto_switch is not None:
             self._policy["switch"] = str(auto_switch)
+        self._check_identity(self._meta())
+
+    def _setup(self, url: str, model_id: str, dim: int, connect_timeout: float) -> None:
+        self.url = url
+        self.path = redact(url)  # what messages call the gallery, as the folder's path
+        self.model_id = model_id
+        self.dim = dim
+        self.connect_timeout = connect_timeout
+        self.index_params: str | None = None
+        self._build_now = False
+        self._create: dict[str, str] = {}
+        self._policy: dict[str, str] = {}
         self.switched: str | None = None
         self._conn: Any = None
         self._vector_ready = False  # numpy <-> vector adapters registered on self._conn
         self._settings: dict[str, int] = {}  # session settings sent on self._conn
         self._plan_cache: tuple[float, tuple[str | None, int]] | None = None
         self._lock = threading.RLock()
-        self._check_identity(self._meta())
 
     def __repr__(self) -> str:
         return f"PostgresGallery({self.path!r}, model_id={self.model_id!r})"
@@ -168,12 +185,7 @@ class PostgresGallery:
     def open_for_doctor(cls, url: str) -> PostgresGallery:
         """Open without knowing the model: whatever the gallery records, nothing refused."""
         gallery = cls.__new__(cls)
-        gallery.url, gallery.path = url, redact(url)
-        gallery.model_id, gallery.dim, gallery.connect_timeout = "unknown", 128, 10.0
-        gallery.index_params, gallery._create, gallery._policy = None, {}, {}
-        gallery._build_now, gallery._vector_ready = False, False
-        gallery._settings, gallery._plan_cache = {}, None
-        gallery.switched, gallery._conn, gallery._lock = None, None, threading.RLock()
+        gallery._setup(url, "unknown", 128, 10.0)
         return gallery
 
     # ------------------------------------------------------------- connection
@@ -239,7 +251,7 @@ class PostgresGallery:
             return self._read_meta(conn)
 
     def _read_meta(self, conn: Any) -> dict[str, str] | None:
-        if conn.execute("SELECT to_regclass('faceid_meta')").fetchone()[0] is None:
+        if not conn.execute(_META_EXISTS).fetchone()[0]:
             return None
         self._register(conn)
         return dict(conn.execute("SELECT key, value FROM faceid_meta").fetchall())
@@ -405,7 +417,8 @@ class PostgresGallery:
         row = conn.execute(
             "SELECT am.amname, i.indisvalid FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
-            "WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = %s AND n.nspname = current_schema()",
             (ANN_INDEX,),
         ).fetchone()
         return (row[0], bool(row[1])) if row else None
@@ -578,8 +591,11 @@ class PostgresGallery:
         if self._ann_index(conn) is None and (switch or self._build_now):
             n = conn.execute("SELECT count(*) FROM faceid_faces").fetchone()[0]
             if self._build_now or n > switch:
-                self._build_ann(conn, meta["index"], n)
-                self.switched = meta["index"]
+                # One writer builds it: the others find it once they have the lock.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                if self._ann_index(conn) is None:
+                    self._build_ann(conn, meta["index"], n)
+                    self.switched = meta["index"]
                 return
         if added >= 10_000:  # keep the planner's size estimate (efSearch by size) current
             conn.execute("ANALYZE faceid_faces")

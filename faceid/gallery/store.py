@@ -339,8 +339,7 @@ class Gallery(Doctor):
             if self._manifest_changed(raw):
                 return None
             raise GalleryError(
-                f"{kind} file {path} is corrupt (sha256 does not match the manifest); "
-                f"{REPAIR_HINT}"
+                f"{kind} file {path} is corrupt (sha256 does not match the manifest); {REPAIR_HINT}"
             )
         return data
 
