@@ -41,7 +41,7 @@ from faceid.errors import (
     UsageError,
 )
 from faceid.server.keys import KeyStore, default_keys_path
-from faceid.server.limits import DEFAULT_MAX_BODY, Busy, WorkPool
+from faceid.server.limits import DEFAULT_MAX_BODY, BodyLimit, Busy, WorkPool, too_large_message
 from faceid.server.metrics import Metrics
 
 log = logging.getLogger("faceid.server")
@@ -145,8 +145,7 @@ _HTTP_CODES = {
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
     if exc.status_code == 413:
-        mb = request.app.state.config.max_body / 1_000_000
-        message = f"the request body is over the {mb:g} MB limit"
+        message = too_large_message(request.app.state.config.max_body)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
 
@@ -268,7 +267,6 @@ def create_app(config: ServerConfig | None = None, fid: Any = None) -> FastAPI:
         ),
         lifespan=lifespan,
         redoc_url=None,
-        max_body_size=config.max_body,
     )
     pool = WorkPool(config.threads, config.queue)
     app.state.config = config
@@ -301,6 +299,7 @@ def create_app(config: ServerConfig | None = None, fid: Any = None) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
+    app.add_middleware(BodyLimit, limit=config.max_body)
     app.add_middleware(MetricsMiddleware, metrics=lambda: app.state.metrics)
     return app
 
