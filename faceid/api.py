@@ -452,10 +452,25 @@ class FaceID:
 
         return Gallery.inspect(self.gallery_path)["people"]
 
+    def _housekeeping_gallery(self):
+        """The gallery for remove and rename, which embed nothing: with no model named, it is
+        opened as the model its manifest records, so the model is never loaded for them."""
+        from faceid.gallery import Gallery
+
+        if self._gallery is not None or self.model_path is not None:
+            return self.gallery
+        info = Gallery.inspect(self.gallery_path)
+        if info["model_id"] is None:  # no gallery yet: the usual path says so
+            return self.gallery
+        self._gallery = Gallery(
+            self.gallery_path, model_id=info["model_id"], dim=info["dim"], index_factory=self.index
+        )
+        return self._gallery
+
     def remove(self, name: str) -> int:
-        return self.gallery.remove(name)
+        return self._housekeeping_gallery().remove(name)
 
     def rename(self, old: str, new: str) -> int:
         from faceid.gallery import validate_name
 
-        return self.gallery.rename(old, validate_name(new))
+        return self._housekeeping_gallery().rename(old, validate_name(new))
