@@ -100,6 +100,14 @@ def _checkpoint_of(fid: FaceID):
     return ckpt
 
 
+def can_plot() -> bool:
+    """Plots need matplotlib, which the base install leaves out (`pip install 'faceid[plots]'`);
+    without it the reports are written without their PNGs ("plots": {})."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _check_pick(pick: str) -> None:
     if pick not in PICKS:
         raise UsageError(f"unknown --pick {pick!r}: use one of {', '.join(PICKS)}")
@@ -362,15 +370,16 @@ def evaluate_pairs(
     metrics_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    plots = {"roc": "roc.png", "distances": "distances.png"}
-    plot_roc(
-        far,
-        tar,
-        out / plots["roc"],
-        label=fid.encoder.model_id,
-        marks={f"FAR {f:g}": f for f in VERIFY_FARS},
-    )
-    plot_distance_histograms(dist, same, threshold["value"], out / plots["distances"])
+    plots = {"roc": "roc.png", "distances": "distances.png"} if can_plot() else {}
+    if plots:
+        plot_roc(
+            far,
+            tar,
+            out / plots["roc"],
+            label=fid.encoder.model_id,
+            marks={f"FAR {f:g}": f for f in VERIFY_FARS},
+        )
+        plot_distance_histograms(dist, same, threshold["value"], out / plots["distances"])
     plots_s = time.perf_counter() - t
 
     fallback_files = embedded.fallbacks(paths)
@@ -496,8 +505,9 @@ def evaluate_identify(
     metrics_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    plots = {"cmc": "cmc.png"}
-    plot_cmc(figures["cmc"], out / plots["cmc"])
+    plots = {"cmc": "cmc.png"} if can_plot() else {}
+    if plots:
+        plot_cmc(figures["cmc"], out / plots["cmc"])
     plots_s = time.perf_counter() - t
 
     fallback_files = embedded.fallbacks(paths)
