@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import socket
 import struct
 import threading
@@ -29,8 +30,10 @@ def server(tmp_path_factory):
 
 
 def _png_bomb() -> bytes:
-    """A PNG of 8,000 x 8,000 black pixels (64 MP, over the 40 MP limit) in about 60 KB."""
-    width = height = 8_000
+    """A black PNG just over faceid's pixel limit, a few hundred KB on the wire."""
+    from faceid.imageio import MAX_PIXELS
+
+    width = height = math.isqrt(MAX_PIXELS) + 500
     row = b"\x00" + b"\x00" * width  # filter byte + grey samples
     packer = zlib.compressobj(1)
     raw = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
