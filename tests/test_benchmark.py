@@ -44,6 +44,7 @@ def test_markdown_has_every_section_and_says_what_it_measured(quick_run) -> None
         "## Encoder alone",
         "## Per-photo latency",
         "## Enroll throughput",
+        "## Service (`faceid serve`",
     ):
         assert heading in text
     assert "## Search" in text and "## Targets" in text

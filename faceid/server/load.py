@@ -80,6 +80,15 @@ def run(
     return results, time.perf_counter() - start
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _json(response: Any) -> Any:
     try:
         return response.json()
