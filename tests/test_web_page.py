@@ -2,8 +2,8 @@
 
 A person's path through the page: enroll a photo, identify another photo of that person and
 read the name from the page, see a stranger come back unknown, list, rename and remove people,
-enroll from a (fake) webcam. A screenshot
-of the result is kept as a test artefact (test-artefacts/web_page.png, or $FACEID_TEST_ARTEFACTS).
+enroll from a (fake) webcam. A screenshot of the result is kept as a test artefact
+(test-artefacts/web_page.png, or $FACEID_TEST_ARTEFACTS).
 """
 
 from __future__ import annotations
