@@ -29,17 +29,8 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 import faceid
-from faceid.errors import (
-    BadImage,
-    BadName,
-    FaceIDError,
-    GalleryError,
-    ManyFaces,
-    ModelError,
-    NoFace,
-    NotEnrolled,
-    UsageError,
-)
+from faceid import errors
+from faceid.errors import FaceIDError
 from faceid.server.keys import KeyStore, default_keys_path
 from faceid.server.limits import DEFAULT_MAX_BODY, BodyLimit, Busy, WorkPool, too_large_message
 from faceid.server.metrics import Metrics
@@ -89,14 +80,14 @@ def is_loopback(host: str) -> bool:
 
 # The status of each FaceIDError kind; a subclass takes its nearest listed ancestor's.
 STATUS: dict[type, int] = {
-    BadImage: 422,
-    NoFace: 422,
-    ManyFaces: 422,
-    BadName: 422,
-    NotEnrolled: 404,
-    UsageError: 400,
-    GalleryError: 500,
-    ModelError: 500,
+    errors.BadImage: 422,
+    errors.NoFace: 422,
+    errors.ManyFaces: 422,
+    errors.BadName: 422,
+    errors.NotEnrolled: 404,
+    errors.UsageError: 400,
+    errors.GalleryError: 500,
+    errors.ModelError: 500,
     FaceIDError: 400,
 }
 
