@@ -309,3 +309,22 @@ def test_a_key_name_cannot_be_added_twice_nor_a_missing_one_removed(tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr
     missing = faceid_cli("keys", "remove", "nobody", "--keys", keys)
     assert missing.returncode == 2 and "no key named" in missing.stderr
+
+
+def test_a_gallery_of_another_model_stops_the_start_with_one_line(tmp_path, tiny_model):
+    gallery = str(tmp_path / "other")
+    made = faceid_cli(
+        "enroll",
+        str(photo("Carlos_Moya", 1)),
+        "--name",
+        "C",
+        "--gallery",
+        gallery,
+        "--model",
+        str(tiny_model),
+    )
+    assert made.returncode == 0, made.stderr
+    r = faceid_cli("serve", "--gallery", gallery, "--keys", str(tmp_path / "k.json"))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("faceid: error: ")
+    assert "Traceback" not in r.stderr
