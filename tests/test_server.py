@@ -328,3 +328,20 @@ def test_a_gallery_of_another_model_stops_the_start_with_one_line(tmp_path, tiny
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("faceid: error: ")
     assert "Traceback" not in r.stderr
+
+
+def _preflight(url: str, origin: str) -> httpx.Response:
+    return httpx.options(
+        url + "/v1/identify",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        timeout=30,
+    )
+
+
+def test_cors_is_off_by_default_and_on_for_the_origins_given(server, tmp_path):
+    assert "access-control-allow-origin" not in _preflight(server.url, "http://app.example").headers
+    with Server(tmp_path, "--cors-origin", "http://app.example") as cors:
+        allowed = _preflight(cors.url, "http://app.example")
+        assert allowed.headers["access-control-allow-origin"] == "http://app.example"
+        other = _preflight(cors.url, "http://elsewhere.example")
+        assert "access-control-allow-origin" not in other.headers
