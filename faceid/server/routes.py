@@ -8,6 +8,7 @@ answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upr
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from collections.abc import Callable
@@ -59,6 +60,18 @@ def _fid(request: Request) -> Any:
     return request.app.state.fid
 
 
+def _supported(method: Callable, **options: Any) -> dict:
+    """The options this FaceID method takes: `allow_duplicates` and `merge` are passed
+    through where the installed API has them."""
+    accepted = inspect.signature(method).parameters
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def _people(fid: Any) -> dict[str, int]:
+    """Enrolled people; a service whose gallery has not been written yet has none."""
+    return fid.people() if fid.gallery.exists else {}
+
+
 Photo = Annotated[UploadFile, File(description="A photo (JPEG, PNG, BMP, WebP, GIF or TIFF).")]
 Largest = Annotated[bool, Form(description="Use the largest face when there are several.")]
 
@@ -69,18 +82,26 @@ async def enroll(
     name: Annotated[str, Form(description="The person's name.")],
     photo: Annotated[list[UploadFile], File(description="One or more photos of that person.")],
     largest: Largest = False,
+    allow_duplicates: Annotated[
+        bool,
+        Form(
+            description="Enroll a face even if it is enrolled already or would be named as "
+            "someone else."
+        ),
+    ] = False,
 ) -> Any:
     """Each photo that has one face is enrolled under `name` (one gallery write per photo,
     under the gallery's lock, so the CLI may write at the same time). Photos that fail are
     listed in `failed`; when none is enrolled the answer is an error."""
     uploads = [await _read(p, "photo") for p in photo]
     fid = _fid(request)
+    options = _supported(fid.enroll, largest=largest, allow_duplicates=allow_duplicates)
 
     def work() -> dict:
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(_decode(label, data), name, largest=largest)
+                emb_id = fid.enroll(_decode(label, data), name, **options)
             except BadName:
                 raise
             except FaceIDError as exc:
@@ -177,7 +198,7 @@ Name = Annotated[str, Path(description="The person's name (URL-encoded).")]
 
 @router.get("/people", dependencies=READ, summary="Enrolled people and their photo counts")
 def people(request: Request) -> dict:
-    found = _fid(request).people()
+    found = _people(_fid(request))
     return {"people": found, "count": len(found)}
 
 
@@ -187,12 +208,14 @@ def remove(request: Request, name: Name) -> dict:
 
 
 class Rename(BaseModel):
-    name: str = Field(description="The new name (an existing name merges the two).")
+    name: str = Field(description="The new name.")
+    merge: bool = Field(False, description="Merge into the new name if it is enrolled.")
 
 
 @router.patch("/people/{name:path}", dependencies=WRITE, summary="Rename a person")
 def rename(request: Request, name: Name, body: Rename) -> dict:
-    n = _fid(request).rename(name, body.name)
+    fid = _fid(request)
+    n = fid.rename(name, body.name, **_supported(fid.rename, merge=body.merge))
     return {"renamed": name, "to": body.name.strip(), "embeddings": n}
 
 
@@ -200,7 +223,7 @@ def rename(request: Request, name: Name, body: Rename) -> dict:
 def health(request: Request) -> dict:
     state = request.app.state
     fid = state.fid
-    found = fid.people()
+    found = _people(fid)
     return {
         "status": "ok",
         "version": request.app.version,
