@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from faceid.errors import BadImage, BadName, FaceIDError
-from faceid.server.app import ApiError, error_body, error_code, require
+from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
 READ = [Depends(require("read"))]
@@ -102,32 +102,22 @@ async def enroll(
         for label, data in uploads:
             try:
                 emb_id = fid.enroll(_decode(label, data), name, **options)
-            except BadName:
-                raise
             except FaceIDError as exc:
+                # One photo, or a bad name: the request's own error, with its own status.
+                if len(uploads) == 1 or isinstance(exc, BadName):
+                    raise _named(exc, label) from None
                 exc = _named(exc, label)
-                failed.append({"photo": label, "error": error_body(error_code(exc), str(exc))})
+                failed.append({"photo": label, **error_body(error_code(exc), str(exc))})
                 continue
             enrolled.append({"name": name, "photo": label, "id": int(emb_id)})
         return {"enrolled": enrolled, "failed": failed}
 
     result = await _run(request, work, "/v1/enroll")
     if not result["enrolled"]:
-        first = result["failed"][0]["error"]["error"]
-        if len(result["failed"]) == 1:
-            raise ApiError(422, first["code"], first["message"])
-        return _json(
-            error_body("nothing_enrolled", f"no photo was enrolled: {first['message']}")
-            | {"failed": result["failed"]},
-            422,
-        )
+        first = result["failed"][0]["error"]["message"]
+        body = error_body("nothing_enrolled", f"no photo was enrolled: {first}")
+        return JSONResponse(body | {"failed": result["failed"]}, 422)
     return result
-
-
-def _json(data: dict, status: int) -> Response:
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(data, status)
 
 
 @router.post("/verify", dependencies=READ, summary="Are two photos the same person?")
