@@ -528,13 +528,15 @@ class PostgresGallery:
 
     @staticmethod
     def _size_estimate(conn: Any) -> int:
-        """The planner's row count (cheap at any size); exact when never analysed."""
+        """The planner's row count (cheap at any size), to 3 significant figures: ANALYZE's
+        estimate is off a little either way (above 1,000,000 for a million faces), which must
+        not move a gallery into the next efSearch bracket. Exact when never analysed."""
         n = conn.execute(
             "SELECT reltuples FROM pg_class WHERE oid = 'faceid_faces'::regclass"
         ).fetchone()[0]
         if n is None or n < 0:
-            n = conn.execute("SELECT count(*) FROM faceid_faces").fetchone()[0]
-        return int(n)
+            return int(conn.execute("SELECT count(*) FROM faceid_faces").fetchone()[0])
+        return int(float(f"{float(n):.3g}"))
 
     # ---------------------------------------------------------------- writing
 
