@@ -9,25 +9,39 @@ loaded on first use, so constructing a FaceID (or running `faceid list`) is chea
     >>> fid.enroll("ada.jpg", "Ada Lovelace")
     >>> fid.verify("a.jpg", "b.jpg").same
     >>> fid.identify("group.jpg", all_faces=True)
+
+Photos may be paths, bytes, binary file objects, PIL images or numpy arrays (see
+`faceid.imageio.load_photo`). Every failure is a `FaceIDError` subclass whose message
+names this API's parameters in backquotes, never command-line flags.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceid.errors import FaceIDError, NoFace, UsageError
-from faceid.pipeline import Crop, Timings, crop_photo, crop_photos
+from faceid.distance import squared_l2
+from faceid.errors import FaceIDError, UsageError
+from faceid.pipeline import Crop, Timings, crop_faces, crop_photo, crop_photos, describe
+
+if TYPE_CHECKING:
+    from faceid.detect import Detector
 
 DEFAULT_GALLERY = "galleries/default"
 # New galleries search exactly until they hold this many faces, then switch to HNSW: around
 # 100k a flat search costs ~2 ms a query on two cores and grows linearly, while HNSW stays
 # well under 2 ms at 1M with recall@1 >= 0.99 (scripts/benchmark.py measures both).
 DEFAULT_INDEX_SWITCH = 100_000
-Photo = str | os.PathLike | np.ndarray
+# A path, encoded bytes, a binary file object, a PIL image or a numpy array (gray, RGB or
+# RGBA; uint8 or float in [0, 1]); arrays from OpenCV need channels="bgr".
+Photo = Any
+# Squared L2 between unit vectors lies in [0, 4]: a threshold outside it means nothing.
+MAX_DISTANCE = 4.0
 
 
 def default_gallery_path() -> Path:
@@ -37,17 +51,32 @@ def default_gallery_path() -> Path:
 
 @dataclass
 class Verification:
+    """The verdict, and which face of each photo it is about.
+
+    faces: for photos a and b, the box used, as (left, top, right, bottom) pixels of the
+    upright photo, and how many faces the photo has (with `largest`: the largest was used).
+    """
+
     same: bool
     distance: float
     threshold: float
+    faces: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"same": self.same, "distance": round(self.distance, 6), "threshold": self.threshold}
+        return {
+            "same": self.same,
+            "distance": round(self.distance, 6),
+            "threshold": self.threshold,
+            "faces": self.faces,
+        }
 
 
 @dataclass
 class Identification:
-    """One face of a probe photo: its box and the nearest people, best first."""
+    """One face of a probe photo: its box and the nearest people, best first.
+
+    box: (left, top, right, bottom) in pixels of the upright photo.
+    """
 
     box: tuple[int, int, int, int]
     matches: list[dict]
@@ -79,26 +108,49 @@ class EnrollReport:
     """What an enrollment did, photo by photo: nothing is dropped without a line here."""
 
     enrolled: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # read, but no usable face
+    skipped: list[dict] = field(default_factory=list)  # left out unread: hidden, not an image
     index_switched: str | None = None  # the factory a write switched the gallery's index to
 
     def to_dict(self) -> dict:
-        data = {"enrolled": self.enrolled, "failed": self.failed}
+        data = {"enrolled": self.enrolled, "failed": self.failed, "skipped": self.skipped}
         if self.index_switched:
             data["index_switched"] = self.index_switched
         return data
+
+
+@dataclass
+class DoctorReport:
+    """What `FaceID.doctor` found, and what it repaired."""
+
+    gallery: str
+    problems: list[str]
+    repaired: list[str]
+    healthy: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "gallery": self.gallery,
+            "problems": self.problems,
+            "repaired": self.repaired,
+            "healthy": self.healthy,
+        }
 
 
 class FaceID:
     """Face verification and recognition over one model and one gallery.
 
     threshold: overrides the model's calibrated squared-L2 thresholds (verification's and
-    the stricter one identification uses).
+    the stricter one identification uses); from 0 to 4, the range of squared distances
+    between unit vectors.
     upsample: HOG detector upsampling (1 finds faces down to ~40 px).
     index: FAISS factory string of a gallery this object creates ("Flat": exact).
     index_switch: rebuild the index as `approx_index` (default HNSW32) once the gallery holds
     more than this many faces (0: never); recorded in the gallery. None keeps what the gallery
     records, and gives a new gallery DEFAULT_INDEX_SWITCH.
+    detector: any object with `detect(rgb_uint8_image) -> list[faceid.detect.Face]` (the
+    `faceid.detect.Detector` protocol) instead of dlib's HOG detector. Parallel enrollment
+    sends it to worker processes when it can be pickled, else detects in this process.
     """
 
     def __init__(
@@ -112,17 +164,34 @@ class FaceID:
         index: str = "Flat",
         index_switch: int | None = None,
         approx_index: str | None = None,
+        detector: Detector | None = None,
     ) -> None:
+        if threshold is not None and not (
+            isinstance(threshold, (int, float))
+            and math.isfinite(threshold)
+            and 0 <= threshold <= MAX_DISTANCE
+        ):
+            raise UsageError(
+                f"`threshold` must be a number from 0 to {MAX_DISTANCE:g} (a squared distance "
+                f"between unit vectors), not {threshold!r}",
+                param="threshold",
+            )
+        if not isinstance(index, str) or not index.strip():
+            raise UsageError(
+                "`index` must be a FAISS index factory string, e.g. Flat or HNSW32", param="index"
+            )
+        if index_switch is not None and index_switch < 0:
+            raise UsageError("`index_switch` must be 0 (never) or more", param="index_switch")
         self.gallery_path = Path(gallery) if gallery is not None else default_gallery_path()
         self.model_path = model
         self.device = device
         self.upsample = upsample
-        self.index = index
+        self.index = index.strip()
         self.index_switch = index_switch
         self.approx_index = approx_index
         self._threshold = threshold
         self._encoder = None
-        self._detector = None
+        self._detector = detector
         self._gallery = None
         self.timings = Timings()
 
@@ -180,15 +249,25 @@ class FaceID:
             return self._threshold
         return self.encoder.identify_threshold
 
+    @property
+    def threshold_overridden(self) -> bool:
+        """True when `threshold` was given: the model's calibrated thresholds are not in force."""
+        return self._threshold is not None
+
     # -- embeddings ------------------------------------------------------------
-    def _crop(self, photo: Photo, pick: str = "single", on_no_face: str = "error") -> Crop:
+    def _crop(
+        self, photo: Photo, pick: str = "single", on_no_face: str = "error", channels: str = "rgb"
+    ) -> Crop:
+        # Both built before the stages start, so their own stages are not counted twice.
+        detector, size = self.detector, self.encoder.input_size
         result = crop_photo(
-            photo if isinstance(photo, np.ndarray) else os.fspath(photo),
-            self.detector,
-            self.encoder.input_size,
+            photo,
+            detector,
+            size,
             pick=pick,
             on_no_face=on_no_face,
             timings=self.timings,
+            channels=channels,
         )
         result.raise_error()
         return result
@@ -197,14 +276,18 @@ class FaceID:
         with self.timings.stage("embed"):
             return self.encoder.embed(crops, threads=threads)
 
-    def embed(self, photo: Photo, *, largest: bool = False) -> np.ndarray:
-        """The 128-d unit embedding of the one face in a photo (or the largest)."""
-        crop = self._crop(photo, "largest" if largest else "single")
+    def embed(self, photo: Photo, *, largest: bool = False, channels: str = "rgb") -> np.ndarray:
+        """The 128-d unit embedding of the one face in a photo (or the largest).
+
+        channels: "bgr" for arrays from OpenCV (`cv2.imread`): read as RGB, their red and
+        blue are swapped and the face matches no one.
+        """
+        crop = self._crop(photo, "largest" if largest else "single", channels=channels)
         return self._encode(crop.crop[None])[0]
 
     def embed_many(
         self,
-        photos: list[str | os.PathLike],
+        photos: list[Photo],
         *,
         on_no_face: str = "error",
         largest: bool = False,
@@ -217,7 +300,9 @@ class FaceID:
         on_no_face: 'error' raises on the first photo without a usable face,
         'skip' leaves it out (its row says so), 'full-image' aligns a face
         assumed at the photo's centre. The array has one row per photo that
-        produced an embedding, in input order.
+        produced an embedding, in input order: with 'error' and 'full-image' that
+        is every photo, and a photo that cannot give one (unreadable, or several
+        faces without `largest`) raises, naming every such photo.
         pick: 'single', 'largest' or 'center' when a photo has several faces;
         overrides `largest` (kept as the CLI's shorthand). 'center' suits
         datasets such as LFW whose photos are centred on their subject.
@@ -226,7 +311,7 @@ class FaceID:
         """
         results = list(
             crop_photos(
-                [os.fspath(p) for p in photos],
+                [os.fspath(p) if isinstance(p, os.PathLike) else p for p in photos],
                 self.encoder.input_size,
                 upsample=self.upsample,
                 pick=pick or ("largest" if largest else "single"),
@@ -245,28 +330,36 @@ class FaceID:
             rows.append({"source": r.source, "status": r.status, "error": r.error or None})
             if r.crop is not None:
                 crops.append(r.crop)
+        if on_no_face == "full-image":
+            _refuse_missing_rows([r for r in results if r.crop is None])
         size = self.encoder.input_size
         stack = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
         return self._encode(stack), rows
 
     # -- verbs -------------------------------------------------------------------
-    def verify(self, a: Photo, b: Photo, *, largest: bool = False) -> Verification:
+    def verify(
+        self, a: Photo, b: Photo, *, largest: bool = False, channels: str = "rgb"
+    ) -> Verification:
         """Same person when ||f(a) - f(b)||² <= threshold."""
         pick = "largest" if largest else "single"
-        crops = np.stack([self._crop(a, pick).crop, self._crop(b, pick).crop])
-        ea, eb = self._encode(crops)
-        d = float(((ea - eb) ** 2).sum())
-        return Verification(same=d <= self.threshold, distance=d, threshold=self.threshold)
+        ca, cb = self._crop(a, pick, channels=channels), self._crop(b, pick, channels=channels)
+        ea, eb = self._encode(np.stack([ca.crop, cb.crop]))
+        d = float(squared_l2(ea, eb))
+        faces = [{"box": list(c.face.box), "faces_found": c.found} for c in (ca, cb)]
+        return Verification(
+            same=d <= self.threshold, distance=d, threshold=self.threshold, faces=faces
+        )
 
-    def enroll(self, photo: Photo, name: str, *, largest: bool = False) -> int:
+    def enroll(
+        self, photo: Photo, name: str, *, largest: bool = False, channels: str = "rgb"
+    ) -> int:
         """Add one photo's face under `name`; returns the new embedding id."""
         from faceid.gallery import validate_name
 
         name = validate_name(name)
-        emb = self.embed(photo, largest=largest)
-        source = "<array>" if isinstance(photo, np.ndarray) else os.fsdecode(photo)
+        emb = self.embed(photo, largest=largest, channels=channels)
         with self.timings.stage("write"):
-            return self.gallery.add(emb[None], [name], [source])[0]
+            return self.gallery.add(emb[None], [name], [describe(photo)])[0]
 
     def enroll_many(
         self,
@@ -348,82 +441,57 @@ class FaceID:
         write()
         return report
 
-    @staticmethod
-    def enroll_items(
-        paths: list[str | os.PathLike], name: str | None = None
-    ) -> list[tuple[str, str]]:
-        """(name, photo) pairs for enroll: photos under `name`, or one folder.
+    def enroll_paths(
+        self,
+        paths: list[str | os.PathLike],
+        name: str | None = None,
+        *,
+        one_person: bool = False,
+        largest: bool = False,
+        workers: int = 0,
+        progress: bool = False,
+    ) -> EnrollReport:
+        """Enroll photos and folders by the rules of `faceid.folders`: per-person folders under
+        their folders' names, anything else under `name`. Every file left out unread is in the
+        report's `skipped` with its reason, every photo without a usable face in `failed`."""
+        from faceid.folders import plan_enrollment
 
-        A folder of per-person folders gives each subfolder's photos its name;
-        photos directly inside a folder need `name`. Only one level is read, so
-        symlink loops cannot trap the scan; what is not a readable image file is
-        left for the loader to report.
-        """
-        from faceid.errors import BadImage
-        from faceid.imageio import is_image_path
-
-        items: list[tuple[str, str]] = []
-        for raw in paths:
-            path = Path(raw)
-            if not path.is_dir():
-                if name is None:
-                    raise UsageError(f"{os.fsdecode(path)}: give the person's name with --name")
-                items.append((name, os.fspath(path)))
-                continue
-            try:
-                entries = sorted(path.iterdir())
-            except OSError as exc:
-                raise BadImage(
-                    f"{os.fsdecode(path)}: cannot read folder ({exc.strerror})"
-                ) from None
-            before = len(items)
-            flat = [p for p in entries if is_image_path(p) and p.is_file()]
-            if flat:
-                if name is None:
-                    raise UsageError(
-                        f"{os.fsdecode(path)} holds photos directly: give their person with --name"
-                    )
-                items += [(name, os.fspath(p)) for p in flat]
-            for sub in entries:
-                if sub.is_dir() and not sub.is_symlink():
-                    try:
-                        photos = sorted(
-                            p for p in sub.iterdir() if is_image_path(p) and p.is_file()
-                        )
-                    except OSError:
-                        continue
-                    items += [(name or sub.name, os.fspath(p)) for p in photos]
-            if len(items) == before:
-                raise UsageError(f"{os.fsdecode(path)}: no photos found")
-        return items
+        plan = plan_enrollment(paths, name, one_person=one_person)
+        report = self.enroll_many(plan.items, largest=largest, workers=workers, progress=progress)
+        report.skipped = plan.skipped
+        return report
 
     def identify(
-        self, photo: Photo, *, top_k: int = 1, all_faces: bool = False, largest: bool = False
+        self,
+        photo: Photo,
+        *,
+        top_k: int = 1,
+        all_faces: bool = False,
+        largest: bool = False,
+        channels: str = "rgb",
     ) -> list[Identification]:
         """Nearest enrolled people for the face in a photo (or each face with all_faces).
 
         A person is scored by their closest embedding; the best match is
         returned as a name when within the threshold, else as 'unknown'.
         """
-        from faceid.align import align
-        from faceid.imageio import load_image
-        from faceid.pipeline import choose_face
-
-        if top_k < 1:
-            raise UsageError("--top-k must be at least 1")
-        source = "<array>" if isinstance(photo, np.ndarray) else os.fsdecode(photo)
-        # Loaded before the stages start, so their own stages are not counted twice.
-        detector, size = self.detector, self.encoder.input_size
-        with self.timings.stage("load"):
-            image = photo if isinstance(photo, np.ndarray) else load_image(photo)
-        with self.timings.stage("detect"):
-            faces = detector.detect(image)
-        if not faces:
-            raise NoFace(f"{source}: no face found")
-        if not all_faces:
-            faces = [choose_face(faces, image, "largest" if largest else "single", source)]
-        with self.timings.stage("align"):
-            crops = np.stack([align(image, f.landmarks, size) for f in faces])
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise UsageError(
+                f"`top_k` must be a whole number of at least 1, not {top_k!r}", param="top_k"
+            )
+        if all_faces and largest:
+            raise UsageError(
+                "`all_faces` and `largest` contradict each other: choose one",
+                param=("all_faces", "largest"),
+            )
+        if all_faces:
+            detector, size = self.detector, self.encoder.input_size
+            faces, crops = crop_faces(
+                photo, detector, size, timings=self.timings, channels=channels
+            )
+        else:
+            crop = self._crop(photo, "largest" if largest else "single", channels=channels)
+            faces, crops = [crop.face], crop.crop[None]
         emb = self._encode(crops)
         with self.timings.stage("load_gallery"):  # manifest + index: once per process
             empty = len(self.gallery) == 0
@@ -453,3 +521,28 @@ class FaceID:
         from faceid.gallery import validate_name
 
         return self.gallery.rename(old, validate_name(new))
+
+    def doctor(self, *, repair: bool = False) -> DoctorReport:
+        """Check that the gallery's files agree with each other; with `repair`, fix what can be
+        fixed without losing anyone. Needs no model, so it works when the model is lost."""
+        from faceid.gallery import Gallery
+
+        gallery = Gallery.open_for_doctor(self.gallery_path)
+        problems = gallery.check()
+        actions = gallery.repair() if (repair and problems) else []
+        healthy = not problems or (repair and not gallery.check())
+        return DoctorReport(str(self.gallery_path), problems, actions, bool(healthy))
+
+
+def _refuse_missing_rows(failed: list[Crop]) -> None:
+    """One row per photo was asked for: name every photo that cannot give one."""
+    if not failed:
+        return
+    if len(failed) == 1:
+        failed[0].raise_error()
+    shown = "; ".join(c.error for c in failed[:5])
+    more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+    first = failed[0].exception
+    kind = type(first) if first is not None else FaceIDError
+    params = first.params if first is not None else None
+    raise kind(f"{len(failed)} photos cannot give a row: {shown}{more}", param=params)

@@ -8,6 +8,7 @@ recognition quality: a verify verdict is only required to agree with its own exi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from tests.conftest import FaceIDRun, Run, manifest_bytes
 
-VERIFY_FIELDS = {"same", "distance", "threshold"}
+VERIFY_FIELDS = {"same", "distance", "threshold", "faces"}
 FACE_FIELDS = {"name", "distance", "threshold", "box", "matches"}
 
 
@@ -128,7 +129,7 @@ def test_enroll_one_photo_reports_it_and_list_shows_the_person(
 ) -> None:
     photo = photos["Tony_Blair"][0]
     data = ok(faceid_run("enroll", photo, "--name", "Tony Blair", "--json")).json()
-    assert set(data) == {"enrolled", "failed", "gallery"}
+    assert set(data) == {"enrolled", "failed", "skipped", "gallery"}
     assert data["failed"] == []
     assert data["gallery"] == str(gallery)
     [row] = data["enrolled"]
@@ -186,7 +187,7 @@ def test_enroll_flat_folder_needs_name_then_enrolls_every_photo(
     assert people(faceid_run) == {"Tony": 2}
 
 
-def test_enroll_folder_warns_per_bad_photo_and_enrolls_the_rest(
+def test_enroll_folder_reports_each_bad_photo_once_and_enrolls_the_rest(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]], tmp_path: Path, no_face_photo: Path
 ) -> None:
     person = tmp_path / "people" / "Ann"
@@ -197,11 +198,17 @@ def test_enroll_folder_warns_per_bad_photo_and_enrolls_the_rest(
     run = ok(faceid_run("enroll", person.parent, "--json"))
     data = run.json()
     assert [r["source"] for r in data["enrolled"]] == [str(person / "good.jpg")]
-    assert sorted(Path(r["source"]).name for r in data["failed"]) == ["grey.png", "text.jpg"]
+    assert [Path(r["source"]).name for r in data["failed"]] == ["grey.png"]
     assert all(r["error"] and r["name"] == "Ann" for r in data["failed"])
-    assert len(run.stderr_lines) == 2
-    assert all(line.startswith("faceid: warning: ") for line in run.stderr_lines), run
-    assert people(faceid_run) == {"Ann": 1}
+    assert [(Path(r["source"]).name, r["reason"]) for r in data["skipped"]] == [
+        ("text.jpg", "not an image (judged by content)")
+    ]
+    assert run.stderr_lines == [], run  # the report says it; stderr does not repeat it
+    text = ok(faceid_run("enroll", person.parent))
+    assert text.stderr_lines == [], text
+    assert sum("grey.png" in line for line in text.stdout.splitlines()) == 1, text
+    assert sum("text.jpg" in line for line in text.stdout.splitlines()) == 1, text
+    assert people(faceid_run) == {"Ann": 2}
 
 
 def test_enroll_folder_where_every_photo_fails_exits_1_and_writes_nothing(
@@ -209,14 +216,13 @@ def test_enroll_folder_where_every_photo_fails_exits_1_and_writes_nothing(
 ) -> None:
     person = tmp_path / "people" / "Ann"
     person.mkdir(parents=True)
-    (person / "a.png").symlink_to(no_face_photo)
-    (person / "b.png").symlink_to(no_face_photo)
+    shutil.copyfile(no_face_photo, person / "a.png")
+    shutil.copyfile(no_face_photo, person / "b.png")
     run = faceid_run("enroll", person.parent)
     assert run.code == 1, run
     run.assert_no_traceback()
-    *warnings, last = run.stderr_lines
-    assert len(warnings) == 2 and all(w.startswith("faceid: warning: ") for w in warnings), run
-    assert last.startswith("faceid: error: "), run
+    assert len(run.stderr_lines) == 1 and run.stderr_lines[0].startswith("faceid: error: "), run
+    assert [line.startswith("failed: ") for line in run.stdout.splitlines()[1:]] == [True, True]
     assert manifest_bytes(gallery) is None
 
 

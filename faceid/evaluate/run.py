@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceid.distance import pairwise_squared_l2, squared_l2
 from faceid.errors import BadImage, FaceIDError, ModelError, UsageError
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def _settings(fid: FaceID, pick: str) -> dict:
 
 def _check_pick(pick: str) -> None:
     if pick not in PICKS:
-        raise UsageError(f"unknown --pick {pick!r}: use one of {', '.join(PICKS)}")
+        raise UsageError(f"unknown `pick` {pick!r}: use one of {', '.join(PICKS)}", param="pick")
 
 
 def embed_photos(
@@ -198,7 +199,9 @@ def _read_people(people_file: str | os.PathLike) -> list[tuple[str, int]]:
     try:
         return read_people(people_file)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--people {os.fsdecode(people_file)}: {exc}") from None
+        raise UsageError(
+            f"`people_file` {os.fsdecode(people_file)}: {exc}", param="people_file"
+        ) from None
 
 
 def _distinct(paths: list[Path]) -> list[Path]:
@@ -211,7 +214,8 @@ def _require_files(paths: list[Path], root: str | os.PathLike) -> None:
     if missing:
         raise BadImage(
             f"{len(missing)} of {len(paths)} photo(s) missing under {os.fsdecode(root)}, "
-            f"e.g. {os.fsdecode(missing[0])}: is --root the folder holding the person folders?"
+            f"e.g. {os.fsdecode(missing[0])}: is `root` the folder holding the person folders?",
+            param="root",
         )
 
 
@@ -220,7 +224,9 @@ def _out_dir(out: str | os.PathLike | None, default: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create --out {os.fsdecode(path)}: {exc.strerror}") from None
+        raise UsageError(
+            f"cannot create `out` {os.fsdecode(path)}: {exc.strerror}", param="out"
+        ) from None
     return path
 
 
@@ -230,7 +236,8 @@ def _threshold_info(fid: FaceID, kind: str = "verify") -> dict:
         model, used = float(fid.encoder.identify_threshold), float(fid.identify_threshold)
     else:
         model, used = float(fid.encoder.threshold), float(fid.threshold)
-    return {"value": used, "source": "model" if used == model else "--threshold", "model": model}
+    source = "override" if fid.threshold_overridden else "model"
+    return {"value": used, "source": source, "model": model}
 
 
 def _model_info(fid: FaceID) -> dict:
@@ -263,10 +270,7 @@ def _cache_info(embedded: Embedded) -> dict:
 
 def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Squared L2 between rows, in float64 via the dot-product form (no N x M x D temporary)."""
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.maximum(d, 0.0)
+    return pairwise_squared_l2(a.astype(np.float64), b.astype(np.float64))
 
 
 def _finish(report: dict, out: Path) -> dict:
@@ -292,7 +296,7 @@ def _pair_embeddings(
     row = {p: i for i, p in enumerate(paths)}
     a = embedded.vectors[[row[p.path_a] for p in pairs]].astype(np.float64)
     b = embedded.vectors[[row[p.path_b] for p in pairs]].astype(np.float64)
-    dist = ((a - b) ** 2).sum(1)
+    dist = squared_l2(a, b)
     same = np.array([p.same for p in pairs], dtype=bool)
     return pairs, paths, embedded, dist, same
 
@@ -383,7 +387,7 @@ def _limit_people(identities: dict[str, list[Path]], n: int, shots: int) -> dict
     small subset still exercises every figure.
     """
     if n < 1:
-        raise UsageError(f"--limit-people must be at least 1, got {n}")
+        raise UsageError(f"`limit_people` must be at least 1, got {n}", param="limit_people")
     names = sorted(identities)
     multi = [m for m in names if len(identities[m]) >= shots + 1][:n]
     few = [m for m in names if 1 <= len(identities[m]) <= shots][:n]
@@ -419,13 +423,13 @@ def evaluate_identify(
 
     _check_pick(pick)
     if shots < 1:
-        raise UsageError(f"--shots must be at least 1, got {shots}")
+        raise UsageError(f"`shots` must be at least 1, got {shots}", param="shots")
     if max_rank < 1:
-        raise UsageError(f"max rank must be at least 1, got {max_rank}")
+        raise UsageError(f"`max_rank` must be at least 1, got {max_rank}", param="max_rank")
     try:
         identities = scan_identities(root)
     except OSError as exc:
-        raise UsageError(f"--root {os.fsdecode(root)}: {exc}") from None
+        raise UsageError(f"`root` {os.fsdecode(root)}: {exc}", param="root") from None
     people_total = len(identities)
     if people_file is not None:
         # e.g. LFW's peopleDevTest.txt: measure only on people the model never saw.
@@ -537,9 +541,13 @@ def calibrate(
     _check_pick(pick)
     output = Path(output)
     if target_far is not None and not 0.0 < target_far < 1.0:
-        raise UsageError(f"--target-far must be within (0, 1), got {target_far}")
+        raise UsageError(
+            f"`target_far` must be within (0, 1), got {target_far}", param="target_far"
+        )
     if output.exists() and not force:
-        raise ModelError(f"{os.fsdecode(output)} exists: choose another file or pass --force")
+        raise ModelError(
+            f"{os.fsdecode(output)} exists: choose another file or set `force`", param="force"
+        )
     if output.is_dir():
         raise UsageError(f"{os.fsdecode(output)} is a folder: give a checkpoint file name")
     warnings = []

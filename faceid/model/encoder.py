@@ -40,9 +40,11 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available")
+        raise UsageError(
+            "`device` 'cuda' was asked for but no CUDA GPU is available", param="device"
+        )
     if device not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda")
+        raise UsageError(f"unknown `device` {device!r}: use auto, cpu or cuda", param="device")
     return device
 
 
@@ -50,7 +52,6 @@ class Encoder:
     """A loaded checkpoint ready for inference."""
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto", batch_size: int = 64) -> None:
-        import torch
 
         from faceid.model.net import FaceNet, NetConfig
 
@@ -65,9 +66,6 @@ class Encoder:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(f"checkpoint does not fit the network: {reason}") from None
         self.net = net.eval().to(self.device)
-        pre = checkpoint.preprocess
-        self._mean = torch.tensor(pre["mean"], device=self.device).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(pre["std"], device=self.device).view(1, 3, 1, 1) * 255
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str = "auto") -> Encoder:
@@ -98,6 +96,8 @@ class Encoder:
         """
         import torch
 
+        from faceid.model.net import normalize
+
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(
@@ -109,7 +109,8 @@ class Encoder:
         with torch.inference_mode(), cpu_threads(threads if self.device == "cpu" else 0):
             for i in range(0, len(crops), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(crops[i : i + self.batch_size]))
-                x = (x.to(self.device).permute(0, 3, 1, 2).float() - self._mean) / self._std
+                pixels = x.to(self.device).permute(0, 3, 1, 2).float() / 255
+                x = normalize(pixels, self.checkpoint.preprocess)
                 emb = self.net.embed(x, flip=bool(self.checkpoint.preprocess.get("flip")))
                 out[i : i + len(x)] = emb.float().cpu().numpy()
         return out
