@@ -164,10 +164,12 @@ def _array_to_rgb(array: np.ndarray, bgr: bool, max_pixels: int) -> np.ndarray:
     if array.dtype == np.uint8:
         values = array
     elif np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+        if not np.isfinite(array).all():
+            raise BadImage("<array>: float photo holds NaN or infinite values")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise BadImage(
                 "<array>: float photos must hold values in [0, 1] "
-                f"(this one spans {float(np.nanmin(array)):g} to {float(np.nanmax(array)):g}); "
+                f"(this one spans {float(array.min()):g} to {float(array.max()):g}); "
                 "scale it, or pass uint8"
             )
         values = np.rint(array * 255.0).astype(np.uint8)
@@ -304,7 +306,8 @@ def _decode_stream(
         with warnings.catch_warnings():
             # Our own limit, checked below, is lower; Pillow's warning would be a 2nd message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp, formats=_FORMATS)
+            # HEIF only once pillow-heif has registered it (Pillow refuses unknown names).
+            im = Image.open(fp, formats=[f for f in _FORMATS if f != "HEIF" or f in Image.OPEN])
     except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         if is_png:
             # Pillow hides a broken IHDR checksum behind "cannot identify"; say what it is.
