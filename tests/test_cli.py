@@ -127,7 +127,7 @@ def test_list_of_a_new_gallery_is_empty_and_creates_nothing(
 def test_enroll_one_photo_reports_it_and_list_shows_the_person(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]], gallery: Path
 ) -> None:
-    photo = photos["Tony_Blair"][0]
+    photo = photos["Amelie_Mauresmo"][0]
     data = ok(faceid_run("enroll", photo, "--name", "Tony Blair", "--json")).json()
     assert set(data) == {"enrolled", "failed", "skipped", "gallery"}
     assert data["failed"] == []
@@ -144,7 +144,7 @@ def test_enroll_one_photo_reports_it_and_list_shows_the_person(
 def test_enroll_twice_under_one_name_gives_that_name_two_photos(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]]
 ) -> None:
-    first, second = photos["Colin_Powell"]
+    first, second = photos["Carlos_Moya"]
     ok(faceid_run("enroll", first, "--name", "Colin"))
     run = ok(faceid_run("enroll", second, "--name", "Colin"))
     assert "enrolled 1 photo(s) of 1 person(s)" in run.stdout
@@ -154,8 +154,8 @@ def test_enroll_twice_under_one_name_gives_that_name_two_photos(
 def test_enroll_several_photos_in_one_command_under_one_name(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]]
 ) -> None:
-    data = ok(faceid_run("enroll", *photos["George_W_Bush"], "--name", "GWB", "--json")).json()
-    assert [r["source"] for r in data["enrolled"]] == [str(p) for p in photos["George_W_Bush"]]
+    data = ok(faceid_run("enroll", *photos["Alvaro_Uribe"], "--name", "GWB", "--json")).json()
+    assert [r["source"] for r in data["enrolled"]] == [str(p) for p in photos["Alvaro_Uribe"]]
     assert people(faceid_run) == {"GWB": 2}
 
 
@@ -167,7 +167,7 @@ def test_enroll_folder_of_person_folders_names_people_after_their_folders(
         (root / person).mkdir(parents=True)
         for f in files:
             (root / person / f.name).symlink_to(f)
-    (root / "Tony_Blair" / "notes.txt").write_text("not a photo")
+    (root / "Amelie_Mauresmo" / "notes.txt").write_text("not a photo")
     data = ok(faceid_run("enroll", root, "--json")).json()
     assert data["failed"] == []
     assert len(data["enrolled"]) == 6
@@ -179,7 +179,7 @@ def test_enroll_flat_folder_needs_name_then_enrolls_every_photo(
 ) -> None:
     flat = tmp_path / "flat"
     flat.mkdir()
-    for f in photos["Tony_Blair"]:
+    for f in photos["Amelie_Mauresmo"]:
         (flat / f.name).symlink_to(f)
     one_error_line(faceid_run("enroll", flat), 2, "--name")
     assert not gallery.exists()
@@ -192,7 +192,7 @@ def test_enroll_folder_reports_each_bad_photo_once_and_enrolls_the_rest(
 ) -> None:
     person = tmp_path / "people" / "Ann"
     person.mkdir(parents=True)
-    (person / "good.jpg").symlink_to(photos["Tony_Blair"][0])
+    (person / "good.jpg").symlink_to(photos["Amelie_Mauresmo"][0])
     (person / "grey.png").symlink_to(no_face_photo)
     (person / "text.jpg").write_text("not really a JPEG")
     run = ok(faceid_run("enroll", person.parent, "--json"))
@@ -241,7 +241,7 @@ def test_enroll_a_group_photo_needs_largest(
 def test_verify_json_has_the_documented_fields_and_agrees_with_the_exit_code(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]]
 ) -> None:
-    a, b = photos["George_W_Bush"]
+    a, b = photos["Alvaro_Uribe"]
     run = faceid_run("verify", a, b, "--json")
     run.assert_no_traceback()
     data = run.json()
@@ -277,7 +277,7 @@ def test_verify_same_photo_twice_is_distance_zero_and_same(
 def test_verify_threshold_option_overrides_the_models(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]], threshold: str, same: bool, code: int
 ) -> None:
-    a, b = photos["George_W_Bush"][0], photos["Colin_Powell"][0]
+    a, b = photos["Alvaro_Uribe"][0], photos["Carlos_Moya"][0]
     data = ok(faceid_run("verify", a, b, "--json", "--threshold", threshold), code).json()
     assert data["same"] is same
     assert data["threshold"] == float(threshold)
@@ -287,7 +287,7 @@ def test_verify_threshold_option_overrides_the_models(
 def test_verify_timings_reports_milliseconds_per_stage(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]]
 ) -> None:
-    a, b = photos["Tony_Blair"]
+    a, b = photos["Amelie_Mauresmo"]
     run = faceid_run("verify", a, b, "--json", "--timings", "--threshold", "4")
     data = ok(run).json()
     assert set(data) == VERIFY_FIELDS | {"timings_ms"}
@@ -328,7 +328,7 @@ def three_people(faceid_run: FaceIDRun, photos: dict[str, list[Path]], gallery: 
 def test_identify_within_threshold_names_the_person_and_exits_0(
     faceid_run: FaceIDRun, three_people: Path, photos: dict[str, list[Path]]
 ) -> None:
-    probe = photos["Colin_Powell"][1]
+    probe = photos["Carlos_Moya"][1]
     data = ok(faceid_run("identify", probe, "--json", "--threshold", "4")).json()
     assert set(data) == {"faces"}
     [hit] = data["faces"]
@@ -344,7 +344,7 @@ def test_identify_within_threshold_names_the_person_and_exits_0(
 def test_identify_beyond_threshold_says_unknown_and_exits_1(
     faceid_run: FaceIDRun, three_people: Path, photos: dict[str, list[Path]]
 ) -> None:
-    probe = photos["Colin_Powell"][1]  # not an enrolled photo, so its distance is > 0
+    probe = photos["Carlos_Moya"][1]  # not an enrolled photo, so its distance is > 0
     run = ok(faceid_run("identify", probe, "--json", "--threshold", "0"), 1)
     [hit] = run.json()["faces"]
     assert hit["name"] == "unknown"
@@ -357,16 +357,16 @@ def test_identify_an_enrolled_photo_finds_its_person_at_distance_zero(
     faceid_run: FaceIDRun, three_people: Path, photos: dict[str, list[Path]]
 ) -> None:
     # Same pixels, same embedding: true for any model, trained or not.
-    data = ok(faceid_run("identify", photos["Tony_Blair"][0], "--json")).json()
+    data = ok(faceid_run("identify", photos["Amelie_Mauresmo"][0], "--json")).json()
     [hit] = data["faces"]
-    assert hit["name"] == "Tony_Blair"
+    assert hit["name"] == "Amelie_Mauresmo"
     assert hit["distance"] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_identify_top_k_lists_k_different_people_nearest_first(
     faceid_run: FaceIDRun, three_people: Path, photos: dict[str, list[Path]]
 ) -> None:
-    probe = photos["George_W_Bush"][1]
+    probe = photos["Alvaro_Uribe"][1]
     [hit] = ok(faceid_run("identify", probe, "--json", "--top-k", "3", "--threshold", "4")).json()[
         "faces"
     ]
@@ -386,14 +386,14 @@ def test_identify_top_k_lists_k_different_people_nearest_first(
 def test_identify_all_faces_reports_each_face_of_a_group_photo(
     faceid_run: FaceIDRun, three_people: Path, group_photo: Path
 ) -> None:
-    # The group photo is George_W_Bush_0001 | Colin_Powell_0001, both enrolled: distance ~0.
+    # The group photo is Alvaro_Uribe_0001 | Carlos_Moya_0001, both enrolled: distance ~0.
     data = ok(faceid_run("identify", group_photo, "--all-faces", "--json", "--top-k", "2")).json()
     faces = data["faces"]
     assert len(faces) == 2
     assert all(set(f) == FACE_FIELDS and len(f["matches"]) == 2 for f in faces)
     by_side = sorted(faces, key=lambda f: f["box"][0])
     assert by_side[0]["box"][2] <= 250 <= by_side[1]["box"][0]
-    assert [f["name"] for f in by_side] == ["George_W_Bush", "Colin_Powell"]
+    assert [f["name"] for f in by_side] == ["Alvaro_Uribe", "Carlos_Moya"]
     text = ok(faceid_run("identify", group_photo, "--all-faces")).stdout
     assert text.count("face at [") == 2
 
@@ -405,7 +405,7 @@ def test_identify_a_group_photo_without_all_faces_or_largest_is_an_error(
     [hit] = ok(
         faceid_run("identify", group_photo, "--largest", "--json", "--threshold", "4")
     ).json()["faces"]
-    assert hit["name"] in {"George_W_Bush", "Colin_Powell"}
+    assert hit["name"] in {"Alvaro_Uribe", "Carlos_Moya"}
 
 
 def test_identify_with_an_empty_gallery_is_one_error_line(
@@ -427,13 +427,11 @@ def test_identify_a_photo_without_a_face_is_one_error_line(
 def test_remove_forgets_every_photo_of_a_person(
     faceid_run: FaceIDRun, three_people: Path, photos: dict[str, list[Path]]
 ) -> None:
-    ok(faceid_run("enroll", photos["Tony_Blair"][1], "--name", "Tony_Blair"))
-    data = ok(faceid_run("remove", "Tony_Blair", "--json")).json()
-    assert data == {"removed": "Tony_Blair", "embeddings": 2}
-    assert people(faceid_run) == {"George_W_Bush": 1, "Colin_Powell": 1}
-    assert (
-        "removed Colin_Powell (1 embedding(s))" in ok(faceid_run("remove", "Colin_Powell")).stdout
-    )
+    ok(faceid_run("enroll", photos["Amelie_Mauresmo"][1], "--name", "Amelie_Mauresmo"))
+    data = ok(faceid_run("remove", "Amelie_Mauresmo", "--json")).json()
+    assert data == {"removed": "Amelie_Mauresmo", "embeddings": 2}
+    assert people(faceid_run) == {"Alvaro_Uribe": 1, "Carlos_Moya": 1}
+    assert "removed Carlos_Moya (1 embedding(s))" in ok(faceid_run("remove", "Carlos_Moya")).stdout
 
 
 def test_remove_someone_not_enrolled_is_one_error_line_and_changes_nothing(
@@ -447,19 +445,19 @@ def test_remove_someone_not_enrolled_is_one_error_line_and_changes_nothing(
 def test_rename_moves_the_photos_and_renaming_onto_someone_merges(
     faceid_run: FaceIDRun, three_people: Path
 ) -> None:
-    data = ok(faceid_run("rename", "Tony_Blair", "Tony", "--json")).json()
-    assert data == {"renamed": "Tony_Blair", "to": "Tony", "embeddings": 1}
-    assert people(faceid_run) == {"George_W_Bush": 1, "Colin_Powell": 1, "Tony": 1}
-    ok(faceid_run("rename", "Colin_Powell", "Tony"))
-    assert people(faceid_run) == {"George_W_Bush": 1, "Tony": 2}
+    data = ok(faceid_run("rename", "Amelie_Mauresmo", "Tony", "--json")).json()
+    assert data == {"renamed": "Amelie_Mauresmo", "to": "Tony", "embeddings": 1}
+    assert people(faceid_run) == {"Alvaro_Uribe": 1, "Carlos_Moya": 1, "Tony": 1}
+    ok(faceid_run("rename", "Carlos_Moya", "Tony"))
+    assert people(faceid_run) == {"Alvaro_Uribe": 1, "Tony": 2}
 
 
 @pytest.mark.parametrize(
     ("old", "new"),
     [
         pytest.param("Nobody", "X", id="not-enrolled"),
-        pytest.param("Tony_Blair", "a/b", id="new-name-with-slash"),
-        pytest.param("Tony_Blair", "", id="empty-new-name"),
+        pytest.param("Amelie_Mauresmo", "a/b", id="new-name-with-slash"),
+        pytest.param("Amelie_Mauresmo", "", id="empty-new-name"),
     ],
 )
 def test_rename_errors_are_one_line_and_change_nothing(
@@ -495,8 +493,8 @@ def test_embed_writes_rows_in_input_order_equal_to_the_api(
     api_embeddings: dict[Path, np.ndarray],
     tmp_path: Path,
 ) -> None:
-    order = [photos["Tony_Blair"][1], photos["George_W_Bush"][0], photos["Colin_Powell"][1]]
-    order += [photos["Tony_Blair"][0]]
+    order = [photos["Amelie_Mauresmo"][1], photos["Alvaro_Uribe"][0], photos["Carlos_Moya"][1]]
+    order += [photos["Amelie_Mauresmo"][0]]
     out = tmp_path / "out.npy"
     run = ok(faceid_run("embed", *order, "-o", out))
     assert f"wrote 4 embedding(s) to {out}" in run.stdout
@@ -526,7 +524,7 @@ def test_embed_to_an_unwritable_place_is_one_error_line(
 def test_embed_json_carries_the_embeddings_and_one_row_per_file(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]], api_embeddings: dict[Path, np.ndarray]
 ) -> None:
-    order = [photos["Colin_Powell"][0], photos["Tony_Blair"][1]]
+    order = [photos["Carlos_Moya"][0], photos["Amelie_Mauresmo"][1]]
     data = ok(faceid_run("embed", *order, "--json")).json()
     assert set(data) == {"count", "dim", "files", "model_id", "embeddings"}
     assert data["count"] == 2 and data["dim"] == 128
@@ -546,8 +544,8 @@ def test_embed_from_a_list_file_follows_the_photos_given_first(
     api_embeddings: dict[Path, np.ndarray],
     tmp_path: Path,
 ) -> None:
-    first = photos["George_W_Bush"][1]
-    listed = [photos["Tony_Blair"][0], photos["Colin_Powell"][0]]
+    first = photos["Alvaro_Uribe"][1]
+    listed = [photos["Amelie_Mauresmo"][0], photos["Carlos_Moya"][0]]
     list_file = tmp_path / "list.txt"
     list_file.write_text(f"{listed[0]}\n\n   \n  {listed[1]}  \n", encoding="utf-8")
     data = ok(faceid_run("embed", first, "--from", list_file, "--json")).json()
@@ -561,7 +559,7 @@ def test_embed_on_no_face_error_stops_with_one_line_and_writes_nothing(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]], no_face_photo: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.npy"
-    run = faceid_run("embed", photos["Tony_Blair"][0], no_face_photo, "-o", out)
+    run = faceid_run("embed", photos["Amelie_Mauresmo"][0], no_face_photo, "-o", out)
     one_error_line(run, 1, "no face")
     assert not out.exists()
 
@@ -572,7 +570,7 @@ def test_embed_on_no_face_skip_leaves_the_photo_out_and_says_so(
     no_face_photo: Path,
     api_embeddings: dict[Path, np.ndarray],
 ) -> None:
-    a, b = photos["Tony_Blair"][0], photos["Colin_Powell"][0]
+    a, b = photos["Amelie_Mauresmo"][0], photos["Carlos_Moya"][0]
     data = ok(faceid_run("embed", a, no_face_photo, b, "--on-no-face", "skip", "--json")).json()
     assert data["count"] == 2
     rows = [(f["source"], f["status"], f["row"]) for f in data["files"]]
@@ -615,7 +613,7 @@ def test_doctor_reports_a_lost_index_and_repair_fixes_it_without_losing_anyone(
     before = people(faceid_run)
     for index in three_people.glob("index-*.faiss"):
         index.unlink()
-    one_error_line(faceid_run("identify", photos["Tony_Blair"][1]), 1, "index")
+    one_error_line(faceid_run("identify", photos["Amelie_Mauresmo"][1]), 1, "index")
     run = faceid_run("doctor", "--json")
     assert run.code == 1, run
     data = run.json()
@@ -637,7 +635,7 @@ def test_doctor_needs_no_model_so_it_works_when_the_model_is_lost(
     assert run.code == 0, run
     data = run.json()
     assert data["problems"] and data["repaired"] and data["healthy"] is True
-    assert people(faceid_run) == {"George_W_Bush": 1, "Colin_Powell": 1, "Tony_Blair": 1}
+    assert people(faceid_run) == {"Alvaro_Uribe": 1, "Carlos_Moya": 1, "Amelie_Mauresmo": 1}
 
 
 # ---------------------------------------------------------------- JSON errors
