@@ -673,3 +673,116 @@ def test_faceid_gallery_environment_variable_is_the_default_gallery(
     result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     assert (where / "manifest.json").is_file()
+
+
+# ---------------------------------------------------------------- no surprises
+
+
+def test_per_person_folders_with_name_are_a_usage_error_unless_one_person(
+    faceid_run: FaceIDRun, photos: dict[str, list[Path]], tmp_path: Path, gallery: Path
+) -> None:
+    root = tmp_path / "people"
+    for person, files in photos.items():
+        (root / person).mkdir(parents=True)
+        shutil.copyfile(files[0], root / person / "a.jpg")
+    line = one_error_line(faceid_run("enroll", root, "--name", "Family"), 2, "--one-person")
+    assert "--name" in line and "`" not in line
+    assert not gallery.exists()
+    ok(faceid_run("enroll", root, "--name", "Family", "--one-person"))
+    assert people(faceid_run) == {"Family": 3}
+
+
+def test_contradictory_all_faces_and_largest_exit_2_naming_both_flags(
+    faceid_run: FaceIDRun, face: Path
+) -> None:
+    ok(faceid_run("enroll", face, "--name", "Ann"))
+    line = one_error_line(faceid_run("identify", face, "--all-faces", "--largest"), 2)
+    assert "--all-faces" in line and "--largest" in line
+
+
+@pytest.mark.parametrize("value", ["5", "4.5", "-0.1", "inf"])
+def test_threshold_outside_0_to_4_is_a_usage_error_naming_the_flag(
+    faceid_run: FaceIDRun, face: Path, value: str
+) -> None:
+    line = one_error_line(faceid_run("verify", face, face, "--threshold", value), 2)
+    assert "--threshold must be a number from 0 to 4" in line
+
+
+def test_errors_name_this_commands_flags_not_the_apis_parameters(
+    faceid_run: FaceIDRun, group_photo: Path, face: Path
+) -> None:
+    line = one_error_line(faceid_run("verify", group_photo, face), 1, "2 faces found")
+    assert "--largest" in line and "`" not in line
+    line = one_error_line(faceid_run("identify", face, "--top-k", "0"), 2, "--top-k")
+
+
+def test_verify_largest_says_which_face_it_used_and_its_box_order(
+    faceid_run: FaceIDRun, group_photo: Path, face: Path
+) -> None:
+    run = faceid_run("verify", group_photo, face, "--largest")
+    run.assert_no_traceback()
+    assert "the largest of 2 faces, box [" in run.stdout
+    assert "(left, top, right, bottom)" in run.stdout
+    data = faceid_run("verify", group_photo, face, "--largest", "--json").json()
+    assert [f["faces_found"] for f in data["faces"]] == [2, 1]
+    assert all(len(f["box"]) == 4 for f in data["faces"])
+
+
+def test_embed_full_image_gives_a_row_per_photo_or_fails_naming_the_photos(
+    faceid_run: FaceIDRun, face: Path, group_photo: Path, no_face_photo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.npy"
+    ok(faceid_run("embed", face, no_face_photo, "-o", out, "--on-no-face", "full-image"))
+    assert np.load(out).shape[0] == 2
+    out.unlink()
+    run = faceid_run("embed", face, group_photo, "-o", out, "--on-no-face", "full-image")
+    one_error_line(run, 1, "group.jpg", "--largest")
+    assert not out.exists()
+
+
+def test_a_text_file_as_model_says_what_it_is(
+    faceid_run: FaceIDRun, face: Path, tmp_path: Path
+) -> None:
+    text = tmp_path / "text.jpg"
+    text.write_text("hello")
+    one_error_line(
+        faceid_run("verify", face, face, model=text),
+        1,
+        "not a faceid checkpoint: it is a text file",
+    )
+
+
+def test_a_closed_output_pipe_is_a_quiet_exit(
+    faceid_run: FaceIDRun, face: Path, gallery: Path, tiny_model: Path
+) -> None:
+    import os
+
+    ok(faceid_run("enroll", face, "--name", "Ann"))
+    read, write = os.pipe()
+    os.close(read)  # like `faceid list | head -c0`: the reader is gone before we write
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "faceid.cli", "list", "--gallery", str(gallery)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_progress_bars_are_closed_before_an_error_line() -> None:
+    import io
+
+    from tqdm import tqdm
+
+    from faceid.cli import _close_bars
+
+    stream = io.StringIO()
+    bar = tqdm(total=10, file=stream)
+    bar.update(3)
+    _close_bars()
+    assert stream.getvalue().endswith("\n")  # the error that follows starts its own line
