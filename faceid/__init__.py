@@ -16,6 +16,7 @@ from faceid.errors import (
     ManyFaces,
     ModelError,
     NoFace,
+    NoGallery,
     NotEnrolled,
     UsageError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "ManyFaces",
     "ModelError",
     "NoFace",
+    "NoGallery",
     "NotEnrolled",
     "UsageError",
 ]

@@ -5,7 +5,7 @@ nothing else; each stage lives in its own module. The encoder and detector are
 loaded on first use, so constructing a FaceID (or running `faceid list`) is cheap.
 
     >>> from faceid import FaceID
-    >>> fid = FaceID(gallery="galleries/default")
+    >>> fid = FaceID()  # the default gallery: $FACEID_GALLERY or the user's data folder
     >>> fid.enroll("ada.jpg", "Ada Lovelace")
     >>> fid.verify("a.jpg", "b.jpg").same
     >>> fid.identify("group.jpg", all_faces=True)
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceid.distance import squared_l2
-from faceid.errors import FaceIDError, UsageError
+from faceid.errors import FaceIDError, NoGallery, UsageError
+from faceid.locations import default_gallery_path
 from faceid.pipeline import Crop, Timings, crop_faces, crop_photo, crop_photos, describe
 
 if TYPE_CHECKING:
     from faceid.detect import Detector
 
-DEFAULT_GALLERY = "galleries/default"
 # New galleries search exactly until they hold this many faces, then switch to HNSW: around
 # 100k a flat search costs ~2 ms a query on two cores and grows linearly, while HNSW stays
 # well under 2 ms at 1M with recall@1 >= 0.99 (scripts/benchmark.py measures both).
@@ -42,11 +42,6 @@ DEFAULT_INDEX_SWITCH = 100_000
 Photo = Any
 # Squared L2 between unit vectors lies in [0, 4]: a threshold outside it means nothing.
 MAX_DISTANCE = 4.0
-
-
-def default_gallery_path() -> Path:
-    """FACEID_GALLERY if set, else galleries/default under the current directory."""
-    return Path(os.environ.get("FACEID_GALLERY") or DEFAULT_GALLERY)
 
 
 @dataclass
@@ -111,11 +106,16 @@ class EnrollReport:
     failed: list[dict] = field(default_factory=list)  # read, but no usable face
     skipped: list[dict] = field(default_factory=list)  # left out unread: hidden, not an image
     index_switched: str | None = None  # the factory a write switched the gallery's index to
+    # (factory, faces): the index asked for needs training; exact search until that many faces
+    index_deferred: tuple[str, int] | None = None
 
     def to_dict(self) -> dict:
         data = {"enrolled": self.enrolled, "failed": self.failed, "skipped": self.skipped}
         if self.index_switched:
             data["index_switched"] = self.index_switched
+        if self.index_deferred:
+            factory, faces = self.index_deferred
+            data["index_deferred"] = {"index": factory, "until_faces": faces}
         return data
 
 
@@ -193,6 +193,9 @@ class FaceID:
         self._encoder = None
         self._detector = detector
         self._gallery = None
+        # (factory, faces): a new gallery asked for an index that must be trained first, and
+        # searches exactly until it holds that many faces.
+        self.index_deferred: tuple[str, int] | None = None
         self.timings = Timings()
 
     # -- lazily built stages -------------------------------------------------
@@ -217,23 +220,28 @@ class FaceID:
     @property
     def gallery(self):
         if self._gallery is None:
-            from faceid.gallery import Gallery
+            from faceid.gallery import Gallery, training_size
 
             model_id = self.encoder.model_id
 
-            def open_gallery(switch: int | None) -> Gallery:
+            def open_gallery(factory: str, switch: int | None, approx: str | None) -> Gallery:
                 return Gallery(
                     self.gallery_path,
                     model_id=model_id,
-                    index_factory=self.index,
+                    index_factory=factory,
                     auto_switch=switch,
-                    approx_factory=self.approx_index,
+                    approx_factory=approx,
                     search_device=self.encoder.device,
                 )
 
-            gallery = open_gallery(self.index_switch)
-            if self.index_switch is None and not gallery.exists:
-                gallery = open_gallery(DEFAULT_INDEX_SWITCH)
+            gallery = open_gallery(self.index, self.index_switch, self.approx_index)
+            if not gallery.exists:
+                need = training_size(self.index)
+                if need:  # e.g. IVF: exact until there are enough faces to train it
+                    self.index_deferred = (self.index, need)
+                    gallery = open_gallery("Flat", need - 1, self.index)
+                elif self.index_switch is None:
+                    gallery = open_gallery(self.index, DEFAULT_INDEX_SWITCH, self.approx_index)
             self._gallery = gallery
         return self._gallery
 
@@ -354,9 +362,9 @@ class FaceID:
         self, photo: Photo, name: str, *, largest: bool = False, channels: str = "rgb"
     ) -> int:
         """Add one photo's face under `name`; returns the new embedding id."""
-        from faceid.gallery import validate_name
+        from faceid.gallery import new_name
 
-        name = validate_name(name)
+        name = new_name(name)
         emb = self.embed(photo, largest=largest, channels=channels)
         with self.timings.stage("write"):
             return self.gallery.add(emb[None], [name], [describe(photo)])[0]
@@ -383,10 +391,10 @@ class FaceID:
         """
         import time
 
-        from faceid.gallery import validate_name
+        from faceid.gallery import new_name
         from faceid.pipeline import resolve_workers
 
-        items = [(validate_name(n), os.fspath(p)) for n, p in items]
+        items = [(new_name(n), os.fspath(p)) for n, p in items]
         report = EnrollReport()
         parallel = resolve_workers(workers) > 1 and len(items) >= 8
         batch: list[tuple[str, Crop]] = []
@@ -412,6 +420,7 @@ class FaceID:
             for (n, s, _), i in zip(done, ids):
                 report.enrolled.append({"name": n, "source": s, "id": int(i)})
             report.index_switched = report.index_switched or self.gallery.switched
+            report.index_deferred = self.index_deferred
             done.clear()
             last_write["at"] = time.perf_counter()
             last_write["took"] = last_write["at"] - start
@@ -494,6 +503,8 @@ class FaceID:
             faces, crops = [crop.face], crop.crop[None]
         emb = self._encode(crops)
         with self.timings.stage("load_gallery"):  # manifest + index: once per process
+            if not self.gallery.exists:
+                raise self._no_gallery()
             empty = len(self.gallery) == 0
         if empty:
             raise FaceIDError(f"the gallery {self.gallery_path} is empty: enroll someone first")
@@ -512,22 +523,54 @@ class FaceID:
         """Enrolled names and how many photos each; reads only the manifest."""
         from faceid.gallery import Gallery
 
-        return Gallery.inspect(self.gallery_path)["people"]
+        info = Gallery.inspect(self.gallery_path)
+        if not info["exists"]:
+            raise self._no_gallery()
+        return info["people"]
 
     def remove(self, name: str) -> int:
+        self._require_gallery()
         return self.gallery.remove(name)
 
-    def rename(self, old: str, new: str) -> int:
-        from faceid.gallery import validate_name
+    def rename(self, old: str, new: str, *, merge: bool = False) -> int:
+        """Rename a person. Onto a name already enrolled only with `merge`, which files both
+        people's photos under one name (there is no undo: the two cannot be told apart after)."""
+        from faceid.gallery import new_name, validate_name
 
-        return self.gallery.rename(old, validate_name(new))
+        self._require_gallery()
+        target = new_name(new)
+        taken = self.gallery.people().get(target, 0)
+        if taken and validate_name(old) != target and not merge:
+            raise UsageError(
+                f"{target!r} is already enrolled ({taken} photo(s)): renaming {old!r} onto it "
+                "would merge two people for good; set `merge` if that is what you want",
+                param="merge",
+            )
+        return self.gallery.rename(old, target)
+
+    def _no_gallery(self) -> NoGallery:
+        return NoGallery(f"no gallery at {self.gallery_path}: enroll someone to create it")
+
+    def _require_gallery(self) -> None:
+        """Reading verbs on a path that holds no gallery are an error, not an empty answer."""
+        from faceid.gallery import Gallery
+
+        if not Gallery.inspect(self.gallery_path)["exists"]:
+            raise self._no_gallery()
 
     def doctor(self, *, repair: bool = False) -> DoctorReport:
         """Check that the gallery's files agree with each other; with `repair`, fix what can be
         fixed without losing anyone. Needs no model, so it works when the model is lost."""
         from faceid.gallery import Gallery
 
-        gallery = Gallery.open_for_doctor(self.gallery_path)
+        path = self.gallery_path
+        try:
+            empty = not path.is_dir() or not any(path.iterdir())
+        except OSError as exc:
+            raise FaceIDError(f"cannot read {path}: {exc.strerror}") from None
+        if empty:  # nothing there to check or repair
+            raise self._no_gallery()
+        gallery = Gallery.open_for_doctor(path)
         problems = gallery.check()
         actions = gallery.repair() if (repair and problems) else []
         healthy = not problems or (repair and not gallery.check())

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from faceid.errors import FaceIDError, UsageError
+from faceid.locations import user_gallery_path
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_PIPE = 0, 1, 2, 141
 
@@ -139,7 +140,7 @@ def common(fn):
             "--gallery",
             type=click.Path(path_type=Path),
             default=None,
-            help="Gallery folder [default: $FACEID_GALLERY or galleries/default].",
+            help=f"Gallery folder [default: $FACEID_GALLERY or {user_gallery_path()}].",
         ),
         click.option(
             "--threshold",
@@ -265,6 +266,12 @@ def enroll(paths, name, one_person, largest, workers):
         + (f"; {len(bad)} failed" if bad else "")
         + (f"; {len(skipped)} skipped" if skipped else "")
     ]
+    if report.index_deferred and not report.index_switched:
+        factory, faces = report.index_deferred
+        lines.append(
+            f"--index {factory} needs {faces:,} faces to train: the new gallery searches "
+            f"exactly (Flat) until it holds that many, then switches to {factory}"
+        )
     if report.index_switched:
         lines.append(
             f"the gallery passed its --index-switch size: its index was rebuilt as "
@@ -360,11 +367,14 @@ def remove(name):
 @main.command()
 @click.argument("old")
 @click.argument("new")
+@click.option(
+    "--merge", is_flag=True, help="If NEW is already enrolled, file OLD's photos under NEW too."
+)
 @common
-def rename(old, new):
-    """Rename a person (merging into NEW if it exists)."""
+def rename(old, new, merge):
+    """Rename a person; onto an enrolled name only with --merge (there is no undo)."""
     ctx = click.get_current_context()
-    n = ctx.obj["fid"].rename(old, new)
+    n = ctx.obj["fid"].rename(old, new, merge=merge)
     _emit(ctx, {"renamed": old, "to": new, "embeddings": n}, f"renamed {old} to {new} ({n})")
 
 

@@ -52,6 +52,11 @@ class GalleryError(FaceIDError):
     """The gallery on disk is missing pieces, corrupt, or was made by another model."""
 
 
+class NoGallery(GalleryError):
+    """A verb that reads a gallery was pointed at a path that holds none (a typo, another
+    folder): said plainly instead of answering as if nobody were enrolled."""
+
+
 class ModelError(FaceIDError):
     """No usable checkpoint: missing, corrupt, wrong format or digest mismatch."""
 

@@ -38,12 +38,12 @@ def plan_enrollment(
     paths: list[str | os.PathLike], name: str | None = None, *, one_person: bool = False
 ) -> EnrollPlan:
     """Apply the module's rules to `paths`; UsageError when the request is ambiguous."""
-    from faceid.gallery import validate_name
+    from faceid.gallery import new_name
 
     if one_person and name is None:
         raise UsageError("`one_person` needs the person's `name`", param=("one_person", "name"))
     if name is not None:
-        name = validate_name(name)
+        name = new_name(name)
     plan = EnrollPlan()
     scan = _Scan(plan)
     for raw in paths:
@@ -83,7 +83,7 @@ def plan_enrollment(
                 )
             for folder in people:
                 try:
-                    person = validate_name(folder.name)
+                    person = new_name(folder.name)
                 except BadName as exc:
                     scan.skip(folder, f"folder name is not a usable person's name ({exc})")
                     continue

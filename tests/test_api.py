@@ -302,3 +302,25 @@ def test_no_face_is_its_own_error(fid: FaceID, tmp_path: Path) -> None:
     Image.new("RGB", (100, 100), (128, 128, 128)).save(grey)
     with pytest.raises(NoFace, match="grey.png: no face found"):
         fid.embed(grey)
+
+
+def test_reading_a_gallery_that_does_not_exist_is_no_gallery(tmp_path: Path) -> None:
+    from faceid import NoGallery
+
+    fid = FaceID(gallery=tmp_path / "typo", device="cpu")
+    for attempt in (fid.people, lambda: fid.identify(URIBE), fid.doctor, lambda: fid.remove("A")):
+        with pytest.raises(NoGallery, match="no gallery at"):
+            attempt()
+    assert not (tmp_path / "typo").exists()
+
+
+def test_rename_onto_an_enrolled_name_needs_merge(tmp_path: Path) -> None:
+    fid = FaceID(gallery=tmp_path / "g", device="cpu")
+    fid.enroll(URIBE, "A")
+    fid.enroll(MOYA, "B")
+    with pytest.raises(UsageError, match="set `merge`") as info:
+        fid.rename("A", "B")
+    assert info.value.params == ("merge",)
+    assert fid.people() == {"A": 1, "B": 1}
+    assert fid.rename("A", "B", merge=True) == 1
+    assert fid.people() == {"B": 2}

@@ -8,6 +8,7 @@ recognition quality: a verify verdict is only required to agree with its own exi
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -116,12 +117,26 @@ def test_usage_errors_exit_2_and_leave_the_gallery_alone(
 # ---------------------------------------------------------------- enroll and list
 
 
-def test_list_of_a_new_gallery_is_empty_and_creates_nothing(
-    faceid_run: FaceIDRun, gallery: Path
+@pytest.mark.parametrize(
+    "args",
+    [["list"], ["identify", "{face}"], ["remove", "Ann"], ["rename", "Ann", "Bo"], ["doctor"]],
+    ids=lambda a: a[0],
+)
+def test_reading_verbs_on_a_path_without_a_gallery_say_so_and_create_nothing(
+    faceid_run: FaceIDRun, gallery: Path, face: Path, args: list[str]
 ) -> None:
+    argv = [a.format(face=face) for a in args]
+    one_error_line(faceid_run(*argv), 1, f"no gallery at {gallery}")
+    data = faceid_run(*argv, "--json").json()
+    assert data["kind"] == "NoGallery"
+    assert not gallery.exists()
+
+
+def test_an_enrolled_then_emptied_gallery_lists_as_empty(faceid_run: FaceIDRun, face: Path) -> None:
+    ok(faceid_run("enroll", face, "--name", "Ann"))
+    ok(faceid_run("remove", "Ann"))
     assert ok(faceid_run("list", "--json")).json() == {"people": {}, "count": 0}
     assert "empty" in ok(faceid_run("list")).stdout
-    assert not gallery.exists()
 
 
 def test_enroll_one_photo_reports_it_and_list_shows_the_person(
@@ -411,8 +426,19 @@ def test_identify_a_group_photo_without_all_faces_or_largest_is_an_error(
 def test_identify_with_an_empty_gallery_is_one_error_line(
     faceid_run: FaceIDRun, face: Path, gallery: Path
 ) -> None:
+    ok(faceid_run("enroll", face, "--name", "Ann"))
+    ok(faceid_run("remove", "Ann"))
     one_error_line(faceid_run("identify", face), 1, "empty")
-    assert not gallery.exists()
+
+
+@pytest.mark.parametrize("name", ["unknown", "Unknown", " UNKNOWN "])
+def test_the_word_for_no_one_cannot_be_a_name(
+    faceid_run: FaceIDRun, face: Path, gallery: Path, three_people: Path, name: str
+) -> None:
+    one_error_line(faceid_run("enroll", face, "--name", name, gallery=gallery), 1, "another name")
+    before = manifest_bytes(three_people)
+    one_error_line(faceid_run("rename", "Carlos_Moya", name, gallery=three_people), 1)
+    assert manifest_bytes(three_people) == before
 
 
 def test_identify_a_photo_without_a_face_is_one_error_line(
@@ -442,13 +468,17 @@ def test_remove_someone_not_enrolled_is_one_error_line_and_changes_nothing(
     assert manifest_bytes(three_people) == before
 
 
-def test_rename_moves_the_photos_and_renaming_onto_someone_merges(
+def test_rename_moves_the_photos_and_renaming_onto_someone_needs_merge(
     faceid_run: FaceIDRun, three_people: Path
 ) -> None:
     data = ok(faceid_run("rename", "Amelie_Mauresmo", "Tony", "--json")).json()
     assert data == {"renamed": "Amelie_Mauresmo", "to": "Tony", "embeddings": 1}
     assert people(faceid_run) == {"Alvaro_Uribe": 1, "Carlos_Moya": 1, "Tony": 1}
-    ok(faceid_run("rename", "Carlos_Moya", "Tony"))
+    before = manifest_bytes(three_people)
+    line = one_error_line(faceid_run("rename", "Carlos_Moya", "Tony"), 2, "--merge")
+    assert "'Tony' is already enrolled (1 photo(s))" in line
+    assert manifest_bytes(three_people) == before
+    ok(faceid_run("rename", "Carlos_Moya", "Tony", "--merge"))
     assert people(faceid_run) == {"Alvaro_Uribe": 1, "Tony": 2}
 
 
@@ -594,12 +624,10 @@ def test_embed_on_no_face_full_image_embeds_the_photo_centre(
 # ---------------------------------------------------------------- doctor
 
 
-def test_doctor_calls_a_fresh_or_enrolled_gallery_healthy(
-    faceid_run: FaceIDRun, face: Path
-) -> None:
+def test_doctor_calls_an_enrolled_gallery_healthy(faceid_run: FaceIDRun, face: Path) -> None:
+    ok(faceid_run("enroll", face, "--name", "Ann"))
     data = ok(faceid_run("doctor", "--json")).json()
     assert data["healthy"] is True and data["problems"] == [] and data["repaired"] == []
-    ok(faceid_run("enroll", face, "--name", "Ann"))
     run = ok(faceid_run("doctor"))
     assert "healthy" in run.stdout
     data = ok(faceid_run("doctor", "--json")).json()
@@ -786,3 +814,74 @@ def test_progress_bars_are_closed_before_an_error_line() -> None:
     bar.update(3)
     _close_bars()
     assert stream.getvalue().endswith("\n")  # the error that follows starts its own line
+
+
+def test_the_default_gallery_is_in_the_users_data_folder_whatever_the_current_folder(
+    tiny_model: Path, face: Path, tmp_path: Path, fast_cpu: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from faceid.cli import main
+
+    data = tmp_path / "data-home"
+    env = {"FACEID_GALLERY": None, "FACEID_DEBUG": None, "XDG_DATA_HOME": str(data)}
+    runner = CliRunner()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    args = ["enroll", str(face), "--name", "Ann", "--model", str(tiny_model)]
+    assert runner.invoke(main, args, env=env, catch_exceptions=False).exit_code == 0
+    monkeypatch.chdir(tmp_path / "b")
+    listed = runner.invoke(main, ["list", "--json"], env=env, catch_exceptions=False)
+    assert json.loads(listed.stdout)["people"] == {"Ann": 1}
+    expected = data / "faceid" / "galleries" / "default"
+    assert (expected / "manifest.json").is_file()
+    doctor = runner.invoke(main, ["doctor"], env=env, catch_exceptions=False)
+    assert str(expected) in doctor.stdout
+    assert not (tmp_path / "a" / "galleries").exists()
+
+
+def test_help_shows_where_the_default_gallery_is() -> None:
+    from click.testing import CliRunner
+
+    from faceid.cli import main
+    from faceid.locations import user_gallery_path
+
+    text = " ".join(CliRunner().invoke(main, ["list", "--help"]).stdout.split())
+    assert str(user_gallery_path()) in text.replace("- ", "-").replace(" /", "/") or (
+        "galleries/default" in text
+    )
+
+
+def test_an_ivf_index_on_a_new_gallery_searches_exactly_until_it_can_be_trained(
+    faceid_run: FaceIDRun, photos: dict[str, list[Path]], gallery: Path
+) -> None:
+    first, second = photos["Alvaro_Uribe"]
+    run = ok(faceid_run("enroll", first, "--name", "Ann", "--index", "IVF4096,Flat"))
+    assert "--index IVF4096,Flat needs 159,744 faces to train" in run.stdout
+    manifest = json.loads((gallery / "manifest.json").read_text())
+    assert manifest["index_factory"] == "Flat"
+    data = ok(faceid_run("enroll", second, "--name", "Bo", "--index", "IVF4,Flat", "--json")).json()
+    assert "index_deferred" not in data  # an existing gallery keeps its own
+    hit = faceid_run("identify", first, "--json").json()
+    assert hit["faces"][0]["matches"][0]["name"] == "Ann"
+
+
+def test_a_deferred_ivf_index_is_built_once_there_are_enough_faces(
+    tmp_path: Path, face: Path, tiny_model: Path, fast_cpu: None
+) -> None:
+    from faceid import FaceID
+
+    fid = FaceID(gallery=tmp_path / "g", model=tiny_model, index="IVF1,Flat", device="cpu")
+    report = fid.enroll_many([("Ann", str(face))], workers=1)
+    assert report.index_deferred == ("IVF1,Flat", 39)
+    info = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert info["index_factory"] == "Flat"
+    rng = np.random.default_rng(0)
+    more = rng.normal(size=(40, fid.encoder.config.embedding_dim)).astype(np.float32)
+    more /= np.linalg.norm(more, axis=1, keepdims=True)
+    fid.gallery.add(more, [f"P{i}" for i in range(40)], ["synthetic"] * 40)
+    assert fid.gallery.switched == "IVF1,Flat"
+    assert json.loads((tmp_path / "g" / "manifest.json").read_text())["index_factory"] == (
+        "IVF1,Flat"
+    )

@@ -146,3 +146,11 @@ def test_a_folder_without_photos_says_how_many_files_it_skipped(tmp_path: Path) 
     (tmp_path / "people" / "Jo" / "x.txt").write_text("hello")
     with pytest.raises(UsageError, match="no photos found \\(1 file\\(s\\) skipped\\)"):
         plan_enrollment([tmp_path / "people"])
+
+
+def test_a_folder_named_with_the_word_for_no_one_is_skipped_not_enrolled(tmp_path: Path) -> None:
+    put(tmp_path / "people" / "Ivy" / "a.jpg")
+    put(tmp_path / "people" / "Unknown" / "b.jpg")
+    plan = plan_enrollment([tmp_path / "people"])
+    assert names(plan) == [("Ivy", "a.jpg")]
+    assert "faceid answers for a face it does not know" in reasons(plan)["Unknown"]
