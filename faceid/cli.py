@@ -490,14 +490,15 @@ def _pairs_options(fn):
         "--root",
         required=True,
         type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="The folder holding the person folders.",
+        help="The folder holding the photos (LFW: the person folders).",
     )(fn)
     return click.option(
         "--pairs",
         "pairs_file",
         required=True,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="An LFW pairs file (pairs.txt, pairsDevTrain.txt or the same format).",
+        help="A pairs file: LFW's (pairs.txt, pairsDevTrain.txt) or plain lines "
+        "'path_a<TAB>path_b<TAB>1' (same person) or '...<TAB>0' (different), paths under --root.",
     )(fn)
 
 

@@ -885,3 +885,40 @@ def test_a_deferred_ivf_index_is_built_once_there_are_enough_faces(
     assert json.loads((tmp_path / "g" / "manifest.json").read_text())["index_factory"] == (
         "IVF1,Flat"
     )
+
+
+def _plain_pairs(root: Path, photos: dict[str, list[Path]]) -> Path:
+    """Photos laid out LFW-style under root, and a plain pairs file naming them."""
+    lines = []
+    names = list(photos)
+    for i, person in enumerate(names):
+        (root / person).mkdir(parents=True, exist_ok=True)
+        for k, photo in enumerate(photos[person]):
+            shutil.copyfile(photo, root / person / f"{k}.jpg")
+        other = names[(i + 1) % len(names)]
+        lines.append(f"{person}/0.jpg\t{person}/1.jpg\t1")
+        lines.append(f"{person}/0.jpg\t{other}/1.jpg\t0")
+    pairs = root / "my_pairs.txt"
+    pairs.write_text("\n".join(lines) + "\n")
+    return pairs
+
+
+def test_calibrate_reads_plain_pairs_and_warns_only_when_people_really_overlap(
+    faceid_run: FaceIDRun, photos: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    root = tmp_path / "lfw-like"
+    pairs = _plain_pairs(root, photos)
+    args = ["calibrate", "--pairs", pairs, "--root", root, "--workers", "1", "--no-cache"]
+    run = ok(faceid_run(*args, "-o", tmp_path / "a.pt", gallery=None))
+    assert run.stderr_lines == [], run  # no peopleDevTest.txt anywhere: nothing to warn about
+    assert "on 6 pairs" in run.stdout
+
+    (root / "peopleDevTest.txt").write_text("2\nAnn\t3\nBo\t2\n")  # nobody of ours
+    run = ok(faceid_run(*args, "-o", tmp_path / "b.pt", gallery=None))
+    assert run.stderr_lines == [], run
+
+    (root / "peopleDevTest.txt").write_text("2\nAnn\t3\nCarlos_Moya\t2\n")
+    run = ok(faceid_run(*args, "-o", tmp_path / "c.pt", gallery=None))
+    [warning] = run.stderr_lines
+    assert warning.startswith("faceid: warning: 1 of the people in my_pairs.txt")
+    assert "Carlos_Moya" in warning

@@ -509,7 +509,32 @@ def evaluate_identify(
     return _finish(report, out)
 
 
-_HELD_OUT = {"pairsDevTest.txt", "pairs.txt"}
+HELD_OUT_PEOPLE = "peopleDevTest.txt"
+
+
+def _held_out_overlap(pairs_file: str | os.PathLike, root: str | os.PathLike) -> list[str]:
+    """A warning when the pairs really name people of peopleDevTest.txt (found beside the
+    pairs file or in root), on whom the project's figures are measured; none otherwise."""
+    from faceid.evaluate.protocols import pair_people, read_people
+
+    for folder in (Path(pairs_file).parent, Path(root)):
+        people_file = folder / HELD_OUT_PEOPLE
+        if people_file.is_file():
+            break
+    else:
+        return []
+    try:
+        held_out = {name for name, _ in read_people(people_file)}
+    except (OSError, ValueError):
+        return []
+    overlap = sorted(pair_people(_read_pairs(pairs_file, root), root) & held_out)
+    if not overlap:
+        return []
+    return [
+        f"{len(overlap)} of the people in {Path(pairs_file).name} (e.g. {overlap[0]}) are in "
+        f"{HELD_OUT_PEOPLE}, on whom the project's figures are measured: calibrating on them "
+        "makes those figures optimistic; use pairsDevTrain.txt or your own people"
+    ]
 
 
 def calibrate(
@@ -550,12 +575,7 @@ def calibrate(
         )
     if output.is_dir():
         raise UsageError(f"{os.fsdecode(output)} is a folder: give a checkpoint file name")
-    warnings = []
-    if Path(pairs_file).name in _HELD_OUT:
-        warnings.append(
-            f"{Path(pairs_file).name} holds peopleDevTest people, on whom the project's "
-            "figures are measured: calibrate on pairsDevTrain.txt instead"
-        )
+    warnings = _held_out_overlap(pairs_file, root)
 
     pairs, paths, embedded, dist, same = _pair_embeddings(
         fid, pairs_file, root, pick=pick, workers=workers, progress=progress, use_cache=use_cache
