@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from faceid.errors import (
     BadImage,
     BadName,
+    Duplicate,
     FaceIDError,
     GalleryError,
     ManyFaces,
@@ -29,6 +30,7 @@ __all__ = [
     "FaceIDError",
     "BadImage",
     "BadName",
+    "Duplicate",
     "GalleryError",
     "ManyFaces",
     "ModelError",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceid.distance import squared_l2
-from faceid.errors import FaceIDError, NoGallery, UsageError
+from faceid.errors import Duplicate, FaceIDError, NoGallery, UsageError
 from faceid.locations import default_gallery_path
 from faceid.pipeline import Crop, Timings, crop_faces, crop_photo, crop_photos, describe
 
@@ -105,12 +105,18 @@ class EnrollReport:
     enrolled: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)  # read, but no usable face
     skipped: list[dict] = field(default_factory=list)  # left out unread: hidden, not an image
+    duplicates: list[dict] = field(default_factory=list)  # already enrolled, or someone else
     index_switched: str | None = None  # the factory a write switched the gallery's index to
     # (factory, faces): the index asked for needs training; exact search until that many faces
     index_deferred: tuple[str, int] | None = None
 
     def to_dict(self) -> dict:
-        data = {"enrolled": self.enrolled, "failed": self.failed, "skipped": self.skipped}
+        data = {
+            "enrolled": self.enrolled,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+        }
         if self.index_switched:
             data["index_switched"] = self.index_switched
         if self.index_deferred:
@@ -359,13 +365,32 @@ class FaceID:
         )
 
     def enroll(
-        self, photo: Photo, name: str, *, largest: bool = False, channels: str = "rgb"
+        self,
+        photo: Photo,
+        name: str,
+        *,
+        largest: bool = False,
+        channels: str = "rgb",
+        allow_duplicates: bool = False,
     ) -> int:
-        """Add one photo's face under `name`; returns the new embedding id."""
+        """Add one photo's face under `name`; returns the new embedding id.
+
+        Raises Duplicate when the face is already enrolled or would already be identified
+        as someone else, unless `allow_duplicates`.
+        """
+        from faceid.duplicates import Candidate, duplicate_reasons
         from faceid.gallery import new_name
 
         name = new_name(name)
         emb = self.embed(photo, largest=largest, channels=channels)
+        if not allow_duplicates:
+            candidate = Candidate(name, describe(photo), emb)
+            [reason] = duplicate_reasons([candidate], self.gallery, self.identify_threshold)
+            if reason:
+                raise Duplicate(
+                    f"{describe(photo)}: {reason}; set `allow_duplicates` to enroll it anyway",
+                    param="allow_duplicates",
+                )
         with self.timings.stage("write"):
             return self.gallery.add(emb[None], [name], [describe(photo)])[0]
 
@@ -377,9 +402,14 @@ class FaceID:
         workers: int = 0,
         progress: bool = False,
         write_every: int = 1000,
+        allow_duplicates: bool = False,
     ) -> EnrollReport:
         """Enroll (name, photo) pairs: detection in parallel, encoding in batches, and the
         gallery written at the end, plus every `write_every` photos on long runs.
+
+        A face already enrolled, or one that identify would already name as someone else,
+        is not enrolled but listed in the report's `duplicates` with who it matches
+        (`faceid.duplicates`); `allow_duplicates` enrolls it anyway.
 
         Crops are encoded in encoder-sized batches as they arrive, overlapping detection; while
         detection workers hold every core the encoder keeps to one thread, since competing
@@ -408,6 +438,8 @@ class FaceID:
                 batch.clear()
 
         def write() -> None:
+            if not allow_duplicates:
+                self._drop_duplicates(done, report)
             if not done:
                 return
             start = time.perf_counter()
@@ -450,6 +482,20 @@ class FaceID:
         write()
         return report
 
+    def _drop_duplicates(self, done: list[tuple[str, str, np.ndarray]], report) -> None:
+        from faceid.duplicates import Candidate, duplicate_reasons
+
+        candidates = [Candidate(n, s, e) for n, s, e in done]
+        with self.timings.stage("duplicates"):
+            reasons = duplicate_reasons(candidates, self.gallery, self.identify_threshold)
+        kept = []
+        for entry, reason in zip(done, reasons):
+            if reason is None:
+                kept.append(entry)
+            else:
+                report.duplicates.append({"name": entry[0], "source": entry[1], "reason": reason})
+        done[:] = kept
+
     def enroll_paths(
         self,
         paths: list[str | os.PathLike],
@@ -459,6 +505,7 @@ class FaceID:
         largest: bool = False,
         workers: int = 0,
         progress: bool = False,
+        allow_duplicates: bool = False,
     ) -> EnrollReport:
         """Enroll photos and folders by the rules of `faceid.folders`: per-person folders under
         their folders' names, anything else under `name`. Every file left out unread is in the
@@ -466,7 +513,13 @@ class FaceID:
         from faceid.folders import plan_enrollment
 
         plan = plan_enrollment(paths, name, one_person=one_person)
-        report = self.enroll_many(plan.items, largest=largest, workers=workers, progress=progress)
+        report = self.enroll_many(
+            plan.items,
+            largest=largest,
+            workers=workers,
+            progress=progress,
+            allow_duplicates=allow_duplicates,
+        )
         report.skipped = plan.skipped
         return report
 

@@ -213,6 +213,12 @@ def main() -> None:
     help="Enroll everything under the folders given as --name, per-person folders included.",
 )
 @click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option(
+    "--allow-duplicates",
+    is_flag=True,
+    help="Enroll faces already enrolled, or that already pass for someone else "
+    "(refused and listed by default).",
+)
 @click.option("--workers", default=0, help="Detection processes [default: all cores].")
 @click.option(
     "--index",
@@ -230,7 +236,7 @@ def main() -> None:
     "recorded in the gallery [default: what it records; 100000 for a new one].",
 )
 @common
-def enroll(paths, name, one_person, largest, workers):
+def enroll(paths, name, one_person, largest, allow_duplicates, workers):
     """Add faces to the gallery.
 
     PATHS are photos (all enrolled as --name) or folders of per-person folders (each
@@ -251,19 +257,25 @@ def enroll(paths, name, one_person, largest, workers):
         largest=largest,
         workers=workers,
         progress=_progress(ctx),
+        allow_duplicates=allow_duplicates,
     )
     seconds = time.perf_counter() - start
-    ok, bad, skipped = report.enrolled, report.failed, report.skipped
-    tried = len(ok) + len(bad)
+    ok, bad, skipped, dup = report.enrolled, report.failed, report.skipped, report.duplicates
+    tried = len(ok) + len(bad) + len(dup)
     if not ok and tried == 1 and not skipped:
-        # One photo and it failed: that is the command's error, said once.
+        # One photo and it was refused: that is the command's error, said once.
+        if bad:
+            error = bad[0]["error"]
+        else:
+            error = f"{dup[0]['source']}: {dup[0]['reason']}; --allow-duplicates enrolls it anyway"
         _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, None)
-        click.echo(_text(f"faceid: error: {_flags(bad[0]['error'])}"), err=True)
+        click.echo(_text(f"faceid: error: {_flags(error)}"), err=True)
         sys.exit(EXIT_NO)
     lines = [
         f"enrolled {len(ok)} photo(s) of {len({r['name'] for r in ok})} person(s) "
         f"into {fid.gallery_path} in {seconds:.1f} s ({tried / seconds:.1f} photos/s)"
         + (f"; {len(bad)} failed" if bad else "")
+        + (f"; {len(dup)} refused as duplicates (--allow-duplicates enrolls them)" if dup else "")
         + (f"; {len(skipped)} skipped" if skipped else "")
     ]
     if report.index_deferred and not report.index_switched:
@@ -278,11 +290,13 @@ def enroll(paths, name, one_person, largest, workers):
             f"{report.index_switched} (approximate search, fast at any size)"
         )
     lines += [f"failed: {_flags(r['error'])}" for r in bad]
+    lines += [f"duplicate: {r['source']}: {r['reason']}" for r in dup]
     lines += [f"skipped: {r['source']}: {r['reason']}" for r in skipped]
     _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))
     if not ok:
         click.echo(
-            f"faceid: error: no photo was enrolled ({len(bad)} failed, {len(skipped)} skipped)",
+            f"faceid: error: no photo was enrolled ({len(bad)} failed, {len(dup)} duplicate(s), "
+            f"{len(skipped)} skipped)",
             err=True,
         )
         sys.exit(EXIT_NO)

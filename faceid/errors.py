@@ -52,6 +52,10 @@ class GalleryError(FaceIDError):
     """The gallery on disk is missing pieces, corrupt, or was made by another model."""
 
 
+class Duplicate(FaceIDError):
+    """The face is already enrolled, or identify would already name it as someone else."""
+
+
 class NoGallery(GalleryError):
     """A verb that reads a gallery was pointed at a path that holds none (a typo, another
     folder): said plainly instead of answering as if nobody were enrolled."""

@@ -40,7 +40,8 @@ def lfw_photo(root: Path, person: str, number: int) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained but valid checkpoint (32 px input, two small stages, threshold 0.8)."""
+    """An untrained but valid checkpoint (32 px input, two small stages, thresholds 0.8
+    for verification and 0.2 for identification)."""
     import torch
 
     from faceid.model.checkpoint import Checkpoint, save_checkpoint
@@ -50,7 +51,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = NetConfig(input_size=32, widths=(8, 16), blocks=(1, 1))
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     ckpt = Checkpoint(
-        config=cfg.to_dict(), state_dict=FaceNet(cfg).eval().state_dict(), threshold=0.8
+        config=cfg.to_dict(),
+        state_dict=FaceNet(cfg).eval().state_dict(),
+        threshold=0.8,
+        # Strict, as a real model's is: the untrained net puts different people's example
+        # photos 0.36 to 1.4 apart, and enrollment refuses a face identify would already name.
+        identify_threshold=0.2,
     )
     return save_checkpoint(ckpt, path)
 

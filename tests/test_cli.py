@@ -144,7 +144,7 @@ def test_enroll_one_photo_reports_it_and_list_shows_the_person(
 ) -> None:
     photo = photos["Amelie_Mauresmo"][0]
     data = ok(faceid_run("enroll", photo, "--name", "Tony Blair", "--json")).json()
-    assert set(data) == {"enrolled", "failed", "skipped", "gallery"}
+    assert set(data) == {"enrolled", "failed", "skipped", "duplicates", "gallery"}
     assert data["failed"] == []
     assert data["gallery"] == str(gallery)
     [row] = data["enrolled"]
@@ -219,7 +219,7 @@ def test_enroll_folder_reports_each_bad_photo_once_and_enrolls_the_rest(
         ("text.jpg", "not an image (judged by content)")
     ]
     assert run.stderr_lines == [], run  # the report says it; stderr does not repeat it
-    text = ok(faceid_run("enroll", person.parent))
+    text = ok(faceid_run("enroll", person.parent, "--allow-duplicates"))
     assert text.stderr_lines == [], text
     assert sum("grey.png" in line for line in text.stdout.splitlines()) == 1, text
     assert sum("text.jpg" in line for line in text.stdout.splitlines()) == 1, text
@@ -922,3 +922,47 @@ def test_calibrate_reads_plain_pairs_and_warns_only_when_people_really_overlap(
     [warning] = run.stderr_lines
     assert warning.startswith("faceid: warning: 1 of the people in my_pairs.txt")
     assert "Carlos_Moya" in warning
+
+
+def test_enrolling_the_same_photo_again_is_refused_naming_who_unless_allowed(
+    faceid_run: FaceIDRun, photos: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    photo = photos["Alvaro_Uribe"][0]
+    copy = tmp_path / "IMG_0001.png"  # another name and format, the same pixels
+    from PIL import Image
+
+    Image.open(photo).save(copy)
+    ok(faceid_run("enroll", photo, "--name", "O"))
+    for again, name in ((photo, "O"), (copy, "Biden")):
+        line = one_error_line(faceid_run("enroll", again, "--name", name), 1, "'O'")
+        assert "same face is already enrolled" in line and "--allow-duplicates" in line
+    assert people(faceid_run) == {"O": 1}
+    ok(faceid_run("enroll", copy, "--name", "O", "--allow-duplicates"))
+    assert people(faceid_run) == {"O": 2}
+
+
+def test_a_folder_with_one_photo_twice_enrolls_it_once_and_lists_the_other(
+    faceid_run: FaceIDRun, photos: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    root = tmp_path / "people"
+    for person in ("O", "Biden"):
+        (root / person).mkdir(parents=True)
+        shutil.copyfile(photos["Alvaro_Uribe"][0], root / person / "same.jpg")
+    shutil.copyfile(photos["Carlos_Moya"][0], root / "Biden" / "other.jpg")
+    data = ok(faceid_run("enroll", root, "--json")).json()
+    assert sorted(r["name"] for r in data["enrolled"]) == ["Biden", "Biden"]
+    [dup] = data["duplicates"]
+    assert dup["name"] == "O" and "'Biden'" in dup["reason"]
+    assert people(faceid_run) == {"Biden": 2}
+
+
+def test_a_face_that_identify_would_name_as_someone_else_is_refused(
+    faceid_run: FaceIDRun, photos: dict[str, list[Path]]
+) -> None:
+    # The tiny model puts these two people 0.645 apart: within a 0.7 identification threshold.
+    ok(faceid_run("enroll", photos["Amelie_Mauresmo"][0], "--name", "Ann"))
+    other = photos["Carlos_Moya"][0]
+    line = one_error_line(faceid_run("enroll", other, "--name", "Carl", "--threshold", "0.7"), 1)
+    assert "looks like 'Ann'" in line and "identification threshold 0.7000" in line
+    ok(faceid_run("enroll", other, "--name", "Carl"))  # the model's own 0.2: no match
+    assert people(faceid_run) == {"Ann": 1, "Carl": 1}
