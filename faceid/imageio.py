@@ -260,7 +260,10 @@ def _check_file(path: str | bytes, name: str) -> None:
 def _decode(opener: Callable[[], BinaryIO], name: str, max_pixels: int) -> np.ndarray:
     """Open, vet the header, then decode; every failure becomes one BadImage."""
     try:
-        with opener() as fp:
+        # Pillow warns about what it salvages or suspects (truncated reads, corrupt EXIF,
+        # decompression bombs): we either decode the photo or refuse it in our own words.
+        with warnings.catch_warnings(), opener() as fp:
+            warnings.simplefilter("ignore")
             return _decode_stream(fp, opener, name, max_pixels)
     except BadImage:
         raise
@@ -303,11 +306,8 @@ def _decode_stream(
             "(pip install pillow-heif), or convert it to JPEG"
         )
     try:
-        with warnings.catch_warnings():
-            # Our own limit, checked below, is lower; Pillow's warning would be a 2nd message.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            # HEIF only once pillow-heif has registered it (Pillow refuses unknown names).
-            im = Image.open(fp, formats=[f for f in _FORMATS if f != "HEIF" or f in Image.OPEN])
+        # HEIF only once pillow-heif has registered it (Pillow refuses unknown names).
+        im = Image.open(fp, formats=[f for f in _FORMATS if f != "HEIF" or f in Image.OPEN])
     except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         if is_png:
             # Pillow hides a broken IHDR checksum behind "cannot identify"; say what it is.
