@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceid.detect import DETECT_SIDE
 from faceid.distance import squared_l2
 from faceid.errors import Duplicate, FaceIDError, NoGallery, UsageError
 from faceid.locations import default_gallery_path
@@ -42,6 +43,21 @@ DEFAULT_INDEX_SWITCH = 100_000
 Photo = Any
 # Squared L2 between unit vectors lies in [0, 4]: a threshold outside it means nothing.
 MAX_DISTANCE = 4.0
+
+
+def check_threshold(threshold: float | None) -> None:
+    """A threshold override must be a squared distance between unit vectors: 0 to 4."""
+    if threshold is not None and not (
+        isinstance(threshold, (int, float))
+        and not isinstance(threshold, bool)
+        and math.isfinite(threshold)
+        and 0 <= threshold <= MAX_DISTANCE
+    ):
+        raise UsageError(
+            f"`threshold` must be a number from 0 to {MAX_DISTANCE:g} (a squared distance "
+            f"between unit vectors), not {threshold!r}",
+            param="threshold",
+        )
 
 
 @dataclass
@@ -150,6 +166,8 @@ class FaceID:
     the stricter one identification uses); from 0 to 4, the range of squared distances
     between unit vectors.
     upsample: HOG detector upsampling (1 finds faces down to ~40 px).
+    detect_side: detection runs on a copy of at most this long side (faces down to 1/20 of
+    it are found in larger photos); raise it to find smaller faces in big photos, at a cost.
     index: FAISS factory string of a gallery this object creates ("Flat": exact).
     index_switch: rebuild the index as `approx_index` (default HNSW32) once the gallery holds
     more than this many faces (0: never); recorded in the gallery. None keeps what the gallery
@@ -167,21 +185,13 @@ class FaceID:
         threshold: float | None = None,
         device: str = "auto",
         upsample: int = 1,
+        detect_side: int | None = None,
         index: str = "Flat",
         index_switch: int | None = None,
         approx_index: str | None = None,
         detector: Detector | None = None,
     ) -> None:
-        if threshold is not None and not (
-            isinstance(threshold, (int, float))
-            and math.isfinite(threshold)
-            and 0 <= threshold <= MAX_DISTANCE
-        ):
-            raise UsageError(
-                f"`threshold` must be a number from 0 to {MAX_DISTANCE:g} (a squared distance "
-                f"between unit vectors), not {threshold!r}",
-                param="threshold",
-            )
+        check_threshold(threshold)
         if not isinstance(index, str) or not index.strip():
             raise UsageError(
                 "`index` must be a FAISS index factory string, e.g. Flat or HNSW32", param="index"
@@ -192,6 +202,7 @@ class FaceID:
         self.model_path = model
         self.device = device
         self.upsample = upsample
+        self.detect_side = detect_side
         self.index = index.strip()
         self.index_switch = index_switch
         self.approx_index = approx_index
@@ -217,10 +228,10 @@ class FaceID:
     @property
     def detector(self):
         if self._detector is None:
-            from faceid.detect import DlibHOGDetector
+            from faceid.detect import DETECT_SIDE, DlibHOGDetector
 
             with self.timings.stage("load_detector"):
-                self._detector = DlibHOGDetector(self.upsample)
+                self._detector = DlibHOGDetector(self.upsample, self.detect_side or DETECT_SIDE)
         return self._detector
 
     @property
@@ -328,6 +339,7 @@ class FaceID:
                 [os.fspath(p) if isinstance(p, os.PathLike) else p for p in photos],
                 self.encoder.input_size,
                 upsample=self.upsample,
+                detect_side=self.detect_side or DETECT_SIDE,
                 pick=pick or ("largest" if largest else "single"),
                 on_no_face=on_no_face,
                 workers=workers,
@@ -461,6 +473,7 @@ class FaceID:
             [p for _, p in items],
             self.encoder.input_size,
             upsample=self.upsample,
+            detect_side=self.detect_side or DETECT_SIDE,
             pick="largest" if largest else "single",
             workers=workers,
             progress=progress,
@@ -581,9 +594,24 @@ class FaceID:
             raise self._no_gallery()
         return info["people"]
 
+    def _housekeeping_gallery(self):
+        """The gallery for remove and rename, which embed nothing: with no model named, it is
+        opened as the model its manifest records, so the model is never loaded for them."""
+        from faceid.gallery import Gallery
+
+        if self._gallery is not None or self.model_path is not None:
+            return self.gallery
+        info = Gallery.inspect(self.gallery_path)
+        if info["model_id"] is None:  # no gallery yet: the usual path says so
+            return self.gallery
+        self._gallery = Gallery(
+            self.gallery_path, model_id=info["model_id"], dim=info["dim"], index_factory=self.index
+        )
+        return self._gallery
+
     def remove(self, name: str) -> int:
         self._require_gallery()
-        return self.gallery.remove(name)
+        return self._housekeeping_gallery().remove(name)
 
     def rename(self, old: str, new: str, *, merge: bool = False) -> int:
         """Rename a person. Onto a name already enrolled only with `merge`, which files both
@@ -592,14 +620,14 @@ class FaceID:
 
         self._require_gallery()
         target = new_name(new)
-        taken = self.gallery.people().get(target, 0)
+        taken = self._housekeeping_gallery().people().get(target, 0)
         if taken and validate_name(old) != target and not merge:
             raise UsageError(
                 f"{target!r} is already enrolled ({taken} photo(s)): renaming {old!r} onto it "
                 "would merge two people for good; set `merge` if that is what you want",
                 param="merge",
             )
-        return self.gallery.rename(old, target)
+        return self._housekeeping_gallery().rename(old, target)
 
     def _no_gallery(self) -> NoGallery:
         return NoGallery(f"no gallery at {self.gallery_path}: enroll someone to create it")

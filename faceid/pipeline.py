@@ -16,11 +16,11 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from faceid.align import align
-from faceid.detect import Detector, DlibHOGDetector, Face, landmarks_in_box
+from faceid.align import MAX_SHRINK, TEMPLATE_5PT, align
+from faceid.detect import DETECT_SIDE, Detector, DlibHOGDetector, Face, landmarks_in_box
 from faceid.detect import DlibHOGDetector as _DlibHOG  # the class itself, for isinstance
 from faceid.errors import FaceIDError, ManyFaces, NoFace, UsageError
-from faceid.imageio import load_photo
+from faceid.imageio import Picture, load_picture
 
 ON_NO_FACE = ("error", "skip", "full-image")
 PICK = ("single", "largest", "center")
@@ -49,8 +49,37 @@ def fallback_face(image: np.ndarray) -> Face:
     return Face(box=box, landmarks=landmarks_in_box(image, box), score=float("nan"))
 
 
-def choose_face(faces: list[Face], image: np.ndarray, pick: str, source: str) -> Face:
-    """One face by policy: 'single' refuses several, 'largest' and 'center' choose."""
+def open_picture(source: object, detector: Detector, channels: str = "rgb") -> Picture:
+    """Decode a photo for `detector`: a large JPEG at reduced size (its detection copy is
+    shrunk to DETECT_SIDE anyway), anything else at full resolution. `source` is anything
+    `imageio.load_picture` takes (a path, bytes, a file object, a PIL image, an array)."""
+    side = getattr(detector, "max_side", DETECT_SIDE)
+    return load_picture(source, reduce_to=side, channels=channels)
+
+
+def find_faces(picture: Picture, detector: Detector) -> list[Face]:
+    """Faces in full-resolution coordinates, whatever size the picture was decoded at."""
+    return [f.scaled(picture.scale) for f in detector.detect(picture.image)]
+
+
+def align_face(picture: Picture, face: Face, size: int) -> np.ndarray:
+    """The aligned crop, from the reduced decode when it holds enough pixels of this face
+    (more than MAX_SHRINK per crop pixel), else from the full-resolution pixels."""
+    eyes = np.linalg.norm(face.landmarks[[0, 1]].mean(0) - face.landmarks[[2, 3]].mean(0))
+    template_eyes = np.linalg.norm(TEMPLATE_5PT[[0, 1]].mean(0) - TEMPLATE_5PT[[2, 3]].mean(0))
+    per_crop_pixel = eyes / picture.scale / (template_eyes * size)
+    if picture.scale == 1.0 or per_crop_pixel < MAX_SHRINK:
+        return align(picture.full(), face.landmarks, size)
+    points = (face.landmarks + 0.5) / picture.scale - 0.5
+    return align(picture.image, points, size)
+
+
+def choose_face(
+    faces: list[Face], image: np.ndarray | tuple[int, ...], pick: str, source: str
+) -> Face:
+    """One face by policy: 'single' refuses several, 'largest' and 'center' choose.
+
+    image: the photo, or its (height, width) at the faces' resolution."""
     if not faces:
         raise NoFace(f"{source}: no face found")
     if pick == "single":
@@ -63,7 +92,8 @@ def choose_face(faces: list[Face], image: np.ndarray, pick: str, source: str) ->
     if pick == "largest":
         return max(faces, key=lambda f: f.area)
     if pick == "center":
-        cy, cx = image.shape[0] / 2, image.shape[1] / 2
+        shape = image.shape if isinstance(image, np.ndarray) else image
+        cy, cx = shape[0] / 2, shape[1] / 2
         return min(
             faces,
             key=lambda f: (
@@ -108,13 +138,12 @@ class Crop:
 
 def _load_and_detect(
     source: object, detector: Detector, timings: Timings, channels: str
-) -> tuple[str, np.ndarray, list[Face]]:
-    name = describe(source)
+) -> tuple[Picture, list[Face]]:
     with timings.stage("load"):
-        image = load_photo(source, channels=channels)
+        picture = open_picture(source, detector, channels)
     with timings.stage("detect"):
-        faces = detector.detect(image)
-    return name, image, faces
+        faces = find_faces(picture, detector)
+    return picture, faces
 
 
 def crop_photo(
@@ -129,7 +158,7 @@ def crop_photo(
 ) -> Crop:
     """Load, detect, choose one face and align it; failures become a Crop with status.
 
-    `source` is anything `imageio.load_photo` takes (a path, bytes, an array...).
+    `source` is anything `imageio.load_picture` takes (a path, bytes, an array...).
     """
     timings = timings if timings is not None else Timings()
     if on_no_face not in ON_NO_FACE:
@@ -139,18 +168,18 @@ def crop_photo(
         )
     name = describe(source)
     try:
-        name, image, faces = _load_and_detect(source, detector, timings, channels)
+        picture, faces = _load_and_detect(source, detector, timings, channels)
         status = "ok"
         if not faces and on_no_face == "skip":
             return Crop(
                 name, None, status="skipped", error=f"{name}: no face found", timings=timings
             )
         if not faces and on_no_face == "full-image":
-            face, status = fallback_face(image), "fallback"
+            face, status = fallback_face(picture.full()), "fallback"
         else:
-            face = choose_face(faces, image, pick, name)
+            face = choose_face(faces, picture.full_shape, pick, name)
         with timings.stage("align"):
-            crop = align(image, face.landmarks, size)
+            crop = align_face(picture, face, size)
         return Crop(name, crop, face, status, timings=timings, found=len(faces))
     except FaceIDError as exc:
         return Crop(name, None, status="error", error=str(exc), timings=timings, exception=exc)
@@ -166,11 +195,11 @@ def crop_faces(
 ) -> tuple[list[Face], np.ndarray]:
     """Every face of a photo (largest first) and its aligned crop; NoFace when there is none."""
     timings = timings if timings is not None else Timings()
-    name, image, faces = _load_and_detect(source, detector, timings, channels)
+    picture, faces = _load_and_detect(source, detector, timings, channels)
     if not faces:
-        raise NoFace(f"{name}: no face found")
+        raise NoFace(f"{describe(source)}: no face found")
     with timings.stage("align"):
-        crops = np.stack([align(image, f.landmarks, size) for f in faces])
+        crops = np.stack([align_face(picture, f, size) for f in faces])
     return faces, crops
 
 
@@ -187,18 +216,23 @@ def resolve_workers(workers: int = 0) -> int:
         return os.cpu_count() or 1
 
 
-def _init(detector: Detector | int) -> None:
+def _init(detector: Detector | tuple[int, int]) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one worker per core already
-    # An int is dlib's HOG detector's upsample: built here, since dlib objects do not pickle.
-    _worker["detector"] = DlibHOGDetector(detector) if isinstance(detector, int) else detector
+    # (upsample, side) are dlib's HOG detector's settings: built here, as dlib objects do
+    # not pickle; anything else is a plugged-in detector sent over.
+    _worker["detector"] = DlibHOGDetector(*detector) if isinstance(detector, tuple) else detector
 
 
-def _for_workers(detector: Detector | None, upsample: int) -> Detector | int | None:
+def _for_workers(
+    detector: Detector | None, upsample: int, detect_side: int
+) -> Detector | tuple[int, int] | None:
     """What worker processes need to build or receive `detector`; None if it cannot travel."""
-    if detector is None or isinstance(detector, _DlibHOG):
-        return getattr(detector, "upsample", upsample)
+    if detector is None:
+        return (upsample, detect_side)
+    if isinstance(detector, _DlibHOG):
+        return (detector.upsample, detector.max_side)
     try:
         pickle.dumps(detector)
     except Exception:  # a plugged-in detector that cannot be sent runs in this process
@@ -221,6 +255,7 @@ def crop_photos(
     workers: int = 0,
     progress: bool = False,
     detector: Detector | None = None,
+    detect_side: int = DETECT_SIDE,
 ) -> Iterator[Crop]:
     """crop_photo over many photos, in input order, in worker processes when workers > 1.
 
@@ -235,9 +270,9 @@ def crop_photos(
     workers = resolve_workers(workers)
     jobs = [(s, size, pick, on_no_face) for s in sources]
     bar = dict(total=len(jobs), desc="detect", unit="photo", disable=not progress)
-    init = _for_workers(detector, upsample) if workers > 1 and len(jobs) >= 8 else None
+    init = _for_workers(detector, upsample, detect_side) if workers > 1 and len(jobs) >= 8 else None
     if init is None:
-        detector = detector or DlibHOGDetector(upsample)
+        detector = detector or DlibHOGDetector(upsample, detect_side)
         for job in tqdm(jobs, **bar):
             yield crop_photo(job[0], detector, size, pick=pick, on_no_face=on_no_face)
         return

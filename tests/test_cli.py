@@ -878,7 +878,7 @@ def test_a_deferred_ivf_index_is_built_once_there_are_enough_faces(
     info = json.loads((tmp_path / "g" / "manifest.json").read_text())
     assert info["index_factory"] == "Flat"
     rng = np.random.default_rng(0)
-    more = rng.normal(size=(40, fid.encoder.config.embedding_dim)).astype(np.float32)
+    more = rng.normal(size=(40, fid.encoder.embedding_dim)).astype(np.float32)
     more /= np.linalg.norm(more, axis=1, keepdims=True)
     fid.gallery.add(more, [f"P{i}" for i in range(40)], ["synthetic"] * 40)
     assert fid.gallery.switched == "IVF1,Flat"
