@@ -105,15 +105,15 @@ def test_crop_photos_keeps_input_order_in_worker_processes() -> None:
 
 
 def test_workers_get_dlibs_detector_by_its_settings_and_others_only_if_picklable() -> None:
-    assert _for_workers(None, 1) == 1
-    assert _for_workers(DlibHOGDetector(0), 1) == 0
-    assert isinstance(_for_workers(Picklable(), 1), Picklable)
+    assert _for_workers(None, 1, 800) == (1, 800)
+    assert _for_workers(DlibHOGDetector(0, 640), 1, 800) == (0, 640)
+    assert isinstance(_for_workers(Picklable(), 1, 800), Picklable)
 
     class Local:  # not importable by name: cannot be pickled
         def detect(self, image):
             return []
 
-    assert _for_workers(Local(), 1) is None
+    assert _for_workers(Local(), 1, 800) is None
 
 
 class Picklable:
