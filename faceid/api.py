@@ -400,7 +400,7 @@ class FaceID:
             [reason] = duplicate_reasons([candidate], self.gallery, self.identify_threshold)
             if reason:
                 raise Duplicate(
-                    f"{describe(photo)}: {reason}; set `allow_duplicates` to enroll it anyway",
+                    f"{describe(photo)}: {reason}; use `allow_duplicates` to enroll it anyway",
                     param="allow_duplicates",
                 )
         with self.timings.stage("write"):
@@ -624,7 +624,7 @@ class FaceID:
         if taken and validate_name(old) != target and not merge:
             raise UsageError(
                 f"{target!r} is already enrolled ({taken} photo(s)): renaming {old!r} onto it "
-                "would merge two people for good; set `merge` if that is what you want",
+                "would merge two people for good; use `merge` if that is what you want",
                 param="merge",
             )
         return self._housekeeping_gallery().rename(old, target)

@@ -68,7 +68,7 @@ def plan_enrollment(
                 )
                 raise UsageError(
                     f"{shown} holds per-person folders ({listed}): leave out `name` to enroll "
-                    f"each under its folder's name, or set `one_person` to enroll all of them "
+                    f"each under its folder's name, or use `one_person` to enroll all of them "
                     f"as {name}",
                     param=("name", "one_person"),
                 )

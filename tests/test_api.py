@@ -318,7 +318,7 @@ def test_rename_onto_an_enrolled_name_needs_merge(tmp_path: Path) -> None:
     fid = FaceID(gallery=tmp_path / "g", device="cpu")
     fid.enroll(URIBE, "A")
     fid.enroll(MOYA, "B")
-    with pytest.raises(UsageError, match="set `merge`") as info:
+    with pytest.raises(UsageError, match="use `merge`") as info:
         fid.rename("A", "B")
     assert info.value.params == ("merge",)
     assert fid.people() == {"A": 1, "B": 1}

@@ -609,7 +609,7 @@ def calibrate(
         )
     if output.exists() and not force:
         raise ModelError(
-            f"{os.fsdecode(output)} exists: choose another file or set `force`", param="force"
+            f"{os.fsdecode(output)} exists: choose another file or use `force`", param="force"
         )
     if output.is_dir():
         raise UsageError(f"{os.fsdecode(output)} is a folder: give a checkpoint file name")
