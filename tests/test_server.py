@@ -269,7 +269,8 @@ def test_the_cli_and_the_service_enroll_into_one_gallery_at_once(tmp_path):
         def http_enroll(i):
             with httpx.Client(base_url=server.url, timeout=120) as c:
                 files = [upload(photo("Alvaro_Uribe", 1 + i % 2))]
-                return c.post("/v1/enroll", data={"name": f"http {i}"}, files=files).status_code
+                data = {"name": f"http {i}", "allow_duplicates": "true"}  # the same photos
+                return c.post("/v1/enroll", data=data, files=files).status_code
 
         with cf.ThreadPoolExecutor(3) as pool:
             http = pool.map(http_enroll, range(6))
@@ -281,6 +282,7 @@ def test_the_cli_and_the_service_enroll_into_one_gallery_at_once(tmp_path):
                     f"cli {i}",
                     "--gallery",
                     str(server.gallery),
+                    "--allow-duplicates",
                 )
                 for i in range(3)
             ]
@@ -289,3 +291,14 @@ def test_the_cli_and_the_service_enroll_into_one_gallery_at_once(tmp_path):
         with httpx.Client(base_url=server.url) as c:
             people = c.get("/v1/people").json()["people"]
     assert people == {**{f"http {i}": 1 for i in range(6)}, **{f"cli {i}": 1 for i in range(3)}}
+
+
+def test_rename_onto_an_enrolled_name_needs_merge_and_a_duplicate_is_refused(enrolled):
+    files = [upload(photo("Amelie_Mauresmo", 1))]
+    assert enrolled.post("/v1/enroll", data={"name": "Ame"}, files=files).status_code == 200
+    again = enrolled.post("/v1/enroll", data={"name": "Ame"}, files=files)
+    assert again.status_code == 422 and again.json()["error"]["code"] == "duplicate", again.text
+    r = enrolled.patch("/v1/people/Ame", json={"name": "Carlos Moya"})
+    assert r.status_code == 400 and "merge" in r.json()["error"]["message"]
+    r = enrolled.patch("/v1/people/Ame", json={"name": "Carlos Moya", "merge": True})
+    assert r.status_code == 200 and enrolled.get("/v1/people").json()["people"]["Carlos Moya"] == 3

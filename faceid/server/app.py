@@ -32,11 +32,13 @@ import faceid
 from faceid.errors import (
     BadImage,
     BadName,
+    Duplicate,
     FaceIDError,
     GalleryError,
     ManyFaces,
     ModelError,
     NoFace,
+    NoGallery,
     NotEnrolled,
     UsageError,
 )
@@ -94,6 +96,8 @@ STATUS: dict[type, int] = {
     ManyFaces: 422,
     BadName: 422,
     NotEnrolled: 404,
+    NoGallery: 404,
+    Duplicate: 409,
     UsageError: 400,
     GalleryError: 500,
     ModelError: 500,

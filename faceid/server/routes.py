@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadImage, BadName, FaceIDError
+from faceid.errors import BadImage, BadName, FaceIDError, NoGallery
 from faceid.server.app import ApiError, error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
@@ -69,6 +69,13 @@ async def enroll(
     name: Annotated[str, Form(description="The person's name.")],
     photo: Annotated[list[UploadFile], File(description="One or more photos of that person.")],
     largest: Largest = False,
+    allow_duplicates: Annotated[
+        bool,
+        Form(
+            description="Enroll a face already enrolled, or one that identify would already "
+            "name as someone else (refused by default, as code `duplicate`)."
+        ),
+    ] = False,
 ) -> Any:
     """Each photo that has one face is enrolled under `name` (one gallery write per photo,
     under the gallery's lock, so the CLI may write at the same time). Photos that fail are
@@ -80,7 +87,9 @@ async def enroll(
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(_decode(label, data), name, largest=largest)
+                emb_id = fid.enroll(
+                    _decode(label, data), name, largest=largest, allow_duplicates=allow_duplicates
+                )
             except BadName:
                 raise
             except FaceIDError as exc:
@@ -175,9 +184,18 @@ async def embed(request: Request, photo: Photo, largest: Largest = False) -> dic
 Name = Annotated[str, Path(description="The person's name (URL-encoded).")]
 
 
+def _people(fid) -> dict[str, int]:
+    """The service's own gallery before its first enrollment is simply empty (the CLI, given
+    a path by hand, says there is no gallery there instead)."""
+    try:
+        return fid.people()
+    except NoGallery:
+        return {}
+
+
 @router.get("/people", dependencies=READ, summary="Enrolled people and their photo counts")
 def people(request: Request) -> dict:
-    found = _fid(request).people()
+    found = _people(_fid(request))
     return {"people": found, "count": len(found)}
 
 
@@ -187,12 +205,17 @@ def remove(request: Request, name: Name) -> dict:
 
 
 class Rename(BaseModel):
-    name: str = Field(description="The new name (an existing name merges the two).")
+    name: str = Field(description="The new name.")
+    merge: bool = Field(
+        default=False,
+        description="Onto a name already enrolled: file both people's photos under it "
+        "(without it, that is refused: there is no undo).",
+    )
 
 
 @router.patch("/people/{name:path}", dependencies=WRITE, summary="Rename a person")
 def rename(request: Request, name: Name, body: Rename) -> dict:
-    n = _fid(request).rename(name, body.name)
+    n = _fid(request).rename(name, body.name, merge=body.merge)
     return {"renamed": name, "to": body.name.strip(), "embeddings": n}
 
 
@@ -200,7 +223,7 @@ def rename(request: Request, name: Name, body: Rename) -> dict:
 def health(request: Request) -> dict:
     state = request.app.state
     fid = state.fid
-    found = fid.people()
+    found = _people(fid)
     return {
         "status": "ok",
         "version": request.app.version,
