@@ -190,7 +190,8 @@ def _array_to_rgb(array: np.ndarray, bgr: bool, max_pixels: int) -> np.ndarray:
         values = values[:, :, [2, 1, 0, 3][: values.shape[2]]]
     if values.shape[2] == 4:
         return _over_white(values)
-    return np.array(values, dtype=np.uint8, order="C", copy=True)
+    # Already what detection takes: used as it is (only read, never written), not copied.
+    return np.ascontiguousarray(values)
 
 
 def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
