@@ -8,17 +8,18 @@ answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upr
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadImage, BadName, FaceIDError, NoGallery
-from faceid.server.app import ApiError, error_body, error_code, require
+from faceid.errors import BadImage, BadName, FaceIDError
+from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
 READ = [Depends(require("read"))]
@@ -59,6 +60,18 @@ def _fid(request: Request) -> Any:
     return request.app.state.fid
 
 
+def _supported(method: Callable, **options: Any) -> dict:
+    """The options this FaceID method takes: `allow_duplicates` and `merge` are passed
+    through where the installed API has them."""
+    accepted = inspect.signature(method).parameters
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def _people(fid: Any) -> dict[str, int]:
+    """Enrolled people; a service whose gallery has not been written yet has none."""
+    return fid.people() if fid.gallery.exists else {}
+
+
 Photo = Annotated[UploadFile, File(description="A photo (JPEG, PNG, BMP, WebP, GIF or TIFF).")]
 Largest = Annotated[bool, Form(description="Use the largest face when there are several.")]
 
@@ -72,8 +85,8 @@ async def enroll(
     allow_duplicates: Annotated[
         bool,
         Form(
-            description="Enroll a face already enrolled, or one that identify would already "
-            "name as someone else (refused by default, as code `duplicate`)."
+            description="Enroll a face even if it is enrolled already or would be named as "
+            "someone else."
         ),
     ] = False,
 ) -> Any:
@@ -82,40 +95,29 @@ async def enroll(
     listed in `failed`; when none is enrolled the answer is an error."""
     uploads = [await _read(p, "photo") for p in photo]
     fid = _fid(request)
+    options = _supported(fid.enroll, largest=largest, allow_duplicates=allow_duplicates)
 
     def work() -> dict:
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(
-                    _decode(label, data), name, largest=largest, allow_duplicates=allow_duplicates
-                )
-            except BadName:
-                raise
+                emb_id = fid.enroll(_decode(label, data), name, **options)
             except FaceIDError as exc:
+                # One photo, or a bad name: the request's own error, with its own status.
+                if len(uploads) == 1 or isinstance(exc, BadName):
+                    raise _named(exc, label) from None
                 exc = _named(exc, label)
-                failed.append({"photo": label, "error": error_body(error_code(exc), str(exc))})
+                failed.append({"photo": label, **error_body(error_code(exc), str(exc))})
                 continue
             enrolled.append({"name": name, "photo": label, "id": int(emb_id)})
         return {"enrolled": enrolled, "failed": failed}
 
     result = await _run(request, work, "/v1/enroll")
     if not result["enrolled"]:
-        first = result["failed"][0]["error"]["error"]
-        if len(result["failed"]) == 1:
-            raise ApiError(422, first["code"], first["message"])
-        return _json(
-            error_body("nothing_enrolled", f"no photo was enrolled: {first['message']}")
-            | {"failed": result["failed"]},
-            422,
-        )
+        first = result["failed"][0]["error"]["message"]
+        body = error_body("nothing_enrolled", f"no photo was enrolled: {first}")
+        return JSONResponse(body | {"failed": result["failed"]}, 422)
     return result
-
-
-def _json(data: dict, status: int) -> Response:
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(data, status)
 
 
 @router.post("/verify", dependencies=READ, summary="Are two photos the same person?")
@@ -184,15 +186,6 @@ async def embed(request: Request, photo: Photo, largest: Largest = False) -> dic
 Name = Annotated[str, Path(description="The person's name (URL-encoded).")]
 
 
-def _people(fid) -> dict[str, int]:
-    """The service's own gallery before its first enrollment is simply empty (the CLI, given
-    a path by hand, says there is no gallery there instead)."""
-    try:
-        return fid.people()
-    except NoGallery:
-        return {}
-
-
 @router.get("/people", dependencies=READ, summary="Enrolled people and their photo counts")
 def people(request: Request) -> dict:
     found = _people(_fid(request))
@@ -206,16 +199,13 @@ def remove(request: Request, name: Name) -> dict:
 
 class Rename(BaseModel):
     name: str = Field(description="The new name.")
-    merge: bool = Field(
-        default=False,
-        description="Onto a name already enrolled: file both people's photos under it "
-        "(without it, that is refused: there is no undo).",
-    )
+    merge: bool = Field(False, description="Merge into the new name if it is enrolled.")
 
 
 @router.patch("/people/{name:path}", dependencies=WRITE, summary="Rename a person")
 def rename(request: Request, name: Name, body: Rename) -> dict:
-    n = _fid(request).rename(name, body.name, merge=body.merge)
+    fid = _fid(request)
+    n = fid.rename(name, body.name, **_supported(fid.rename, merge=body.merge))
     return {"renamed": name, "to": body.name.strip(), "embeddings": n}
 
 
