@@ -198,6 +198,10 @@ class FaceID:
             )
         if index_switch is not None and index_switch < 0:
             raise UsageError("`index_switch` must be 0 (never) or more", param="index_switch")
+        if gallery is not None and not isinstance(gallery, (str, os.PathLike)):
+            raise UsageError(
+                f"`gallery` must be a path, not a {type(gallery).__name__}", param="gallery"
+            )
         self.gallery_path = Path(gallery) if gallery is not None else default_gallery_path()
         self.model_path = model
         self.device = device
@@ -336,7 +340,7 @@ class FaceID:
         """
         results = list(
             crop_photos(
-                [os.fspath(p) if isinstance(p, os.PathLike) else p for p in photos],
+                [os.fspath(p) if isinstance(p, os.PathLike) else p for p in _many(photos)],
                 self.encoder.input_size,
                 upsample=self.upsample,
                 detect_side=self.detect_side or DETECT_SIDE,
@@ -436,6 +440,8 @@ class FaceID:
         from faceid.gallery import new_name
         from faceid.pipeline import resolve_workers
 
+        if not all(isinstance(i, (tuple, list)) and len(i) == 2 for i in _many(items, "items")):
+            raise UsageError("`items` must be (name, photo) pairs", param="items")
         items = [(new_name(n), os.fspath(p)) for n, p in items]
         report = EnrollReport()
         parallel = resolve_workers(workers) > 1 and len(items) >= 8
@@ -525,6 +531,8 @@ class FaceID:
         report's `skipped` with its reason, every photo without a usable face in `failed`."""
         from faceid.folders import plan_enrollment
 
+        if isinstance(paths, (str, os.PathLike)):  # one path is a list of one
+            paths = [paths]
         plan = plan_enrollment(paths, name, one_person=one_person)
         report = self.enroll_many(
             plan.items,
@@ -656,6 +664,17 @@ class FaceID:
         actions = gallery.repair() if (repair and problems) else []
         healthy = not problems or (repair and not gallery.check())
         return DoctorReport(str(self.gallery_path), problems, actions, bool(healthy))
+
+
+def _many(values: Any, param: str = "photos") -> list:
+    """A list of several things: one path or one byte string given alone would otherwise be
+    read one character (or byte) at a time."""
+    if isinstance(values, (str, bytes, os.PathLike, np.ndarray)) or not hasattr(values, "__iter__"):
+        raise UsageError(
+            f"`{param}` must be a list (one item: [item]), not a {type(values).__name__}",
+            param=param,
+        )
+    return list(values)
 
 
 def _refuse_missing_rows(failed: list[Crop]) -> None:

@@ -324,3 +324,23 @@ def test_rename_onto_an_enrolled_name_needs_merge(tmp_path: Path) -> None:
     assert fid.people() == {"A": 1, "B": 1}
     assert fid.rename("A", "B", merge=True) == 1
     assert fid.people() == {"B": 2}
+
+
+def test_a_single_photo_where_a_list_is_expected_is_a_usage_error_not_a_character_scan(
+    fid: FaceID,
+) -> None:
+    for attempt in (
+        lambda: fid.embed_many(str(URIBE)),
+        lambda: fid.embed_many(URIBE.read_bytes()),
+        lambda: fid.enroll_many([str(URIBE)]),
+        lambda: fid.enroll_many(("Ann", str(URIBE))),
+        lambda: FaceID(gallery=3),
+    ):
+        with pytest.raises(UsageError):
+            attempt()
+
+
+def test_enroll_paths_takes_one_path_as_well_as_a_list(tmp_path: Path) -> None:
+    fid = FaceID(gallery=tmp_path / "g", device="cpu")
+    report = fid.enroll_paths(EXAMPLES / "people", workers=1)
+    assert len(report.enrolled) == 6
