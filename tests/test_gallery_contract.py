@@ -43,7 +43,7 @@ def created(location: Path | str) -> bool:
 
 def test_nothing_is_created_until_the_first_write(location) -> None:
     g = at(location)
-    assert not g.exists
+    assert not g.exists and not g
     assert len(g) == 0 and g.people() == {} and g.entries() == []
     assert g.search(unit(2, seed=0)) == [[], []]
     assert g.check() == [] and g.repair() == []
@@ -59,7 +59,7 @@ def test_add_search_people_remove_rename_round_trip_persists_across_instances(lo
     g = at(location)
     ids = g.add(x, ["alice", "alice", "bob", "carol"], ["1.jpg", "2.jpg", "3.jpg", "4.jpg"])
     assert len(set(ids)) == 4 and ids == sorted(ids)
-    assert g.exists and len(g) == 4
+    assert g.exists and len(g) == 4 and g
 
     fresh = at(location)
     assert fresh.people() == {"alice": 2, "bob": 1, "carol": 1}

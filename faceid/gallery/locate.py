@@ -6,18 +6,14 @@ The only place that tells them apart, so the API, the CLI and tools take either.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from faceid.gallery.base import GalleryBackend
-from faceid.gallery.postgres import is_url
+from faceid.locations import gallery_location, is_url
 
 Location = str | os.PathLike
 
-
-def gallery_location(location: Location) -> Path | str:
-    """A folder as a Path; a database URL unchanged (a Path would fold its '//')."""
-    return location if is_url(location) else Path(location)
+__all__ = ["Location", "gallery_location", "inspect", "is_url", "open_for_doctor", "open_gallery"]
 
 
 def open_gallery(location: Location, **options: Any) -> GalleryBackend:

@@ -39,7 +39,6 @@ from faceid.gallery.messages import _one_line
 from faceid.gallery.names import _short, validate_name
 
 FORMAT_VERSION = 1
-URL_SCHEMES = ("postgresql://", "postgres://")
 ANN_INDEX = "faceid_faces_embedding_ann"
 INDEX_KINDS = ("hnsw", "ivfflat")
 # Serialises schema creation, migration and the index switch across every client.
@@ -73,11 +72,6 @@ def _schema(dim: int) -> list[str]:
             model_id text NOT NULL)""",
         "CREATE INDEX faceid_faces_person ON faceid_faces (person_id)",
     ]
-
-
-def is_url(location: Any) -> bool:
-    """Whether a gallery location names a PostgreSQL database rather than a folder."""
-    return isinstance(location, str) and location.startswith(URL_SCHEMES)
 
 
 def redact(url: str) -> str:
@@ -345,6 +339,14 @@ class PostgresGallery:
             if self._read_meta(conn) is None:
                 return 0
             return int(conn.execute("SELECT count(*) FROM faceid_faces").fetchone()[0])
+
+    def __bool__(self) -> bool:
+        """Whether anyone is enrolled: one row looked up, where len() counts them all (a
+        noticeable cost per identify at a million faces)."""
+        with self._session("read the gallery") as conn:
+            if self._read_meta(conn) is None:
+                return False
+            return conn.execute("SELECT EXISTS (SELECT 1 FROM faceid_faces)").fetchone()[0]
 
     def people(self) -> dict[str, int]:
         with self._session("list people") as conn:

@@ -1,0 +1,37 @@
+"""Where faceid keeps things by default, independent of the folder it is run from.
+
+Kept free of heavy imports: `faceid --help` shows these paths and must start instantly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def user_gallery_path() -> Path:
+    """ "galleries/default" in the user's data folder (on Linux
+    ~/.local/share/faceid/galleries/default, following XDG_DATA_HOME)."""
+    from platformdirs import user_data_path
+
+    return user_data_path("faceid") / "galleries" / "default"
+
+
+def default_gallery_path() -> Path | str:
+    """FACEID_GALLERY if set (a folder or a postgresql:// URL), else user_gallery_path(), so
+    that `faceid identify` finds the same gallery whatever the current folder is."""
+    env = os.environ.get("FACEID_GALLERY")
+    return gallery_location(env) if env else user_gallery_path()
+
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(location: object) -> bool:
+    """Whether a gallery location names a PostgreSQL database rather than a folder."""
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def gallery_location(location: str | os.PathLike) -> Path | str:
+    """A folder as a Path; a database URL unchanged (a Path would fold its '//')."""
+    return location if is_url(location) else Path(location)
