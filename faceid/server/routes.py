@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadImage, BadName, FaceIDError, UsageError
+from faceid.errors import BadImage, BadName, FaceIDError, NoGallery, UsageError
 from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
@@ -60,16 +60,13 @@ def _fid(request: Request) -> Any:
     return request.app.state.fid
 
 
-def _supported(method: Callable, **options: Any) -> dict:
-    """The options this FaceID method takes: `allow_duplicates` and `merge` are passed
-    through where the installed API has them."""
-    accepted = inspect.signature(method).parameters
-    return {k: v for k, v in options.items() if k in accepted}
-
-
 def _people(fid: Any) -> dict[str, int]:
-    """Enrolled people; a service whose gallery has not been written yet has none."""
-    return fid.people() if fid.gallery.exists else {}
+    """The service's own gallery before its first enrollment is simply empty (the CLI, given
+    a path by hand, says there is no gallery there instead)."""
+    try:
+        return fid.people()
+    except NoGallery:
+        return {}
 
 
 Photo = Annotated[UploadFile, File(description="A photo (JPEG, PNG, BMP, WebP, GIF or TIFF).")]
@@ -85,8 +82,8 @@ async def enroll(
     allow_duplicates: Annotated[
         bool,
         Form(
-            description="Enroll a face even if it is enrolled already or would be named as "
-            "someone else."
+            description="Enroll a face already enrolled, or one that identify would already "
+            "name as someone else (refused by default, as code `duplicate`)."
         ),
     ] = False,
 ) -> Any:
@@ -95,13 +92,14 @@ async def enroll(
     listed in `failed`; when none is enrolled the answer is an error."""
     uploads = [await _read(p, "photo") for p in photo]
     fid = _fid(request)
-    options = _supported(fid.enroll, largest=largest, allow_duplicates=allow_duplicates)
 
     def work() -> dict:
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(_decode(label, data), name, **options)
+                emb_id = fid.enroll(
+                    _decode(label, data), name, largest=largest, allow_duplicates=allow_duplicates
+                )
             except FaceIDError as exc:
                 # One photo, or a bad name: the request's own error, with its own status.
                 if len(uploads) == 1 or isinstance(exc, BadName):
@@ -159,8 +157,8 @@ async def identify(
     lists the `top_k` nearest people with their distances, and `threshold` the one used."""
     label, data = await _read(photo, "photo")
     fid = _fid(request)
-    options = _supported(fid.identify, top_k=top_k, all_faces=all_faces, largest=largest)
-    if fpir is not None:
+    options: dict[str, Any] = {"top_k": top_k, "all_faces": all_faces, "largest": largest}
+    if fpir is not None:  # passed on where the API chooses thresholds by fpir
         if "fpir" not in inspect.signature(fid.identify).parameters:
             raise UsageError("this faceid cannot choose a threshold by fpir")
         options["fpir"] = fpir
@@ -213,13 +211,16 @@ def remove(request: Request, name: Name) -> dict:
 
 class Rename(BaseModel):
     name: str = Field(description="The new name.")
-    merge: bool = Field(False, description="Merge into the new name if it is enrolled.")
+    merge: bool = Field(
+        default=False,
+        description="Onto a name already enrolled: file both people's photos under it "
+        "(without it, that is refused: there is no undo).",
+    )
 
 
 @router.patch("/people/{name:path}", dependencies=WRITE, summary="Rename a person")
 def rename(request: Request, name: Name, body: Rename) -> dict:
-    fid = _fid(request)
-    n = fid.rename(name, body.name, **_supported(fid.rename, merge=body.merge))
+    n = _fid(request).rename(name, body.name, merge=body.merge)
     return {"renamed": name, "to": body.name.strip(), "embeddings": n}
 
 
