@@ -162,7 +162,7 @@ def test_a_photo_without_a_face_is_a_422_naming_the_upload(client, tmp_path):
         "/v1/identify", files=[("photo", ("wall.png", blank.read_bytes(), "image/png"))]
     )
     assert r.status_code == 422
-    assert r.json()["error"] == {"code": "no_face", "message": "photo 'wall.png': no face found"}
+    assert r.json()["error"] == {"code": "no_face", "message": "wall.png: no face found"}
 
 
 def test_unknown_routes_and_methods_answer_json(client):

@@ -1,7 +1,8 @@
 """The /v1 endpoints: parse the form, call the FaceID API in the work pool, serialise.
 
-Photos arrive as multipart file fields and are decoded by the same guarded loader as the CLI
-(`faceid.imageio.load_image`: format whitelist, PNG CRCs, decompression-bomb check). Anything
+Photos arrive as multipart file fields and go to the API as file objects, so they are decoded
+by the same guarded loader as the CLI's files (format whitelist, PNG CRCs, decompression-bomb
+check, reduced decoding of large JPEGs for detection). Anything
 CPU-bound (decoding, detection, the encoder, gallery writes) runs in the bounded pool, which
 answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upright photo.
 """
@@ -9,6 +10,7 @@ answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upr
 from __future__ import annotations
 
 import inspect
+import io
 import re
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadImage, BadName, FaceIDError, NoGallery, UsageError
+from faceid.errors import BadName, FaceIDError, NoGallery, UsageError
 from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
@@ -33,19 +35,13 @@ def _named(exc: FaceIDError, name: str) -> FaceIDError:
     return type(exc)(_ANONYMOUS.sub(name, str(exc)))
 
 
-def _decode(name: str, data: bytes) -> Any:
-    """Decode an upload with the CLI's guards; errors name the upload."""
-    from faceid.imageio import load_image
-
-    try:
-        return load_image(data)
-    except BadImage as exc:
-        raise _named(exc, name) from None
-
-
-async def _read(upload: UploadFile, field: str) -> tuple[str, bytes]:
+async def _read(upload: UploadFile, field: str) -> tuple[str, io.BytesIO]:
+    """An upload as the API takes it (a binary file object named by its file name, which the
+    gallery records as the source), and a label for messages."""
     label = f"{field} {upload.filename!r}" if upload.filename else field
-    return label, await upload.read()
+    photo = io.BytesIO(await upload.read())
+    photo.name = upload.filename or field
+    return label, photo
 
 
 async def _run(request: Request, fn: Callable[[], dict], route: str) -> dict:
@@ -97,9 +93,7 @@ async def enroll(
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(
-                    _decode(label, data), name, largest=largest, allow_duplicates=allow_duplicates
-                )
+                emb_id = fid.enroll(data, name, largest=largest, allow_duplicates=allow_duplicates)
             except FaceIDError as exc:
                 # One photo, or a bad name: the request's own error, with its own status.
                 if len(uploads) == 1 or isinstance(exc, BadName):
@@ -127,9 +121,8 @@ async def verify(
     fid = _fid(request)
 
     def work() -> dict:
-        ia, ib = _decode(la, a), _decode(lb, b)
         try:
-            return fid.verify(ia, ib, largest=largest).to_dict()
+            return fid.verify(a, b, largest=largest).to_dict()
         except FaceIDError as exc:
             raise _named(exc, f"{la} or {lb}") from None
 
@@ -164,9 +157,8 @@ async def identify(
         options["fpir"] = fpir
 
     def work() -> dict:
-        image = _decode(label, data)
         try:
-            faces = fid.identify(image, **options)
+            faces = fid.identify(data, **options)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {"faces": [f.to_dict() for f in faces]}
@@ -181,9 +173,8 @@ async def embed(request: Request, photo: Photo, largest: Largest = False) -> dic
     fid = _fid(request)
 
     def work() -> dict:
-        image = _decode(label, data)
         try:
-            vector = fid.embed(image, largest=largest)
+            vector = fid.embed(data, largest=largest)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {
