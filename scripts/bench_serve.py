@@ -28,7 +28,7 @@ TARGET_OVERHEAD = 0.15
 def _start(gallery: Path, keys: Path, model: Path | None, device: str) -> tuple[Any, str]:
     import httpx
 
-    from faceid.server.load import free_port
+    from faceid.server.load import die_with_parent, free_port
 
     port = free_port()
     cmd = [
@@ -50,7 +50,9 @@ def _start(gallery: Path, keys: Path, model: Path | None, device: str) -> tuple[
     if model is not None:
         cmd += ["--model", str(model)]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
