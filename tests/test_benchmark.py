@@ -24,8 +24,8 @@ PHOTOS = 10
 def quick_run(
     lfw: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, dict]:
-    """One --quick run (about 40 s, a PostgreSQL server and a replica included): its markdown
-    and its JSON."""
+    """One --quick run (a minute or two: the serve section, and a PostgreSQL server with a
+    replica for the backends section): its markdown and its JSON."""
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
     env = dict(os.environ)
