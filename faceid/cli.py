@@ -114,7 +114,8 @@ def common(fn):
             "--model",
             type=click.Path(path_type=Path),
             default=None,
-            help="Checkpoint file [default: the shipped model].",
+            help="Model: an .onnx export (onnxruntime) or a .pt checkpoint (needs torch) "
+            "[default: the shipped model].",
         ),
         click.option(
             "--device",

@@ -1203,7 +1203,7 @@ def main(
             )
         if "cold" in wanted:
             log("cold start: fresh faceid and face_recognition processes")
-            cases = ["lfw", "mp12"] if quick else [key for key, *_ in COLD_CASES]
+            cases = ["lfw", "mp2"] if quick else [key for key, *_ in COLD_CASES]
             result["cold"] = measure_cold(lfw, model, cold_runs, tmp, cases, not no_dlib)
         if "enroll" in wanted:
             items = spread(everything, photos)

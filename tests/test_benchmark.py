@@ -32,7 +32,7 @@ def quick_run(
     env["FACEID_CACHE_DIR"] = str(tmp / "cache")  # never touch the user's embedding cache
     args = [sys.executable, str(SCRIPT), "--quick", "--model", str(tiny_model), "--lfw", str(lfw)]
     args += ["--photos", str(PHOTOS), "--sizes", "1000", "--json-out", str(out)]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())
 
@@ -87,6 +87,20 @@ def test_json_latency_and_cold_start(quick_run) -> None:
     cold = data["cold_start"]
     assert cold["verify_ms"] > 0 and cold["help_ms"] > 0
     assert {"load", "detect", "align", "embed"} <= set(cold["verify_stages_ms"])
+
+
+def test_json_cold_start_rows_against_face_recognition(quick_run) -> None:
+    _, data = quick_run
+    cold = data["cold"]
+    assert [r["key"] for r in cold["rows"]] == ["lfw", "mp2"]
+    for r in cold["rows"]:
+        assert r["faceid"]["s"] > 0
+        assert {"load", "detect", "align", "embed"} <= set(r["faceid"]["stages_ms"])
+        if Path("/usr/bin/time").exists():
+            assert 0 < r["faceid"]["peak_mb"] < 5000
+        if cold["face_recognition"]:
+            assert r["face_recognition"]["s"] > 0 and r["ratio"] > 0
+    assert "## Cold start" in quick_run[0]
 
 
 def test_json_enroll_compares_three_pipelines_on_the_same_photos(quick_run) -> None:
