@@ -760,7 +760,9 @@ def measure_cold(
     photos = cold_photos(lfw, tmp)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    faceid = [sys.executable, "-m", "faceid.cli", "verify", "--json", "--timings"]
+    # --largest: an upscaled photo can show a second, small face that face_recognition also
+    # encodes (and whose first face it takes); faceid would otherwise refuse the photo.
+    faceid = [sys.executable, "-m", "faceid.cli", "verify", "--json", "--timings", "--largest"]
     faceid += ["--device", "cpu"] + (["--model", str(model)] if model else [])
     fr_env = face_recognition_env(tmp) if fr_cases else None
     rows = []
@@ -788,7 +790,10 @@ def measure_cold(
                 "same": [d["code"] == 0 for d in done][0],
             }
             if name == "faceid":
-                row[name]["stages_ms"] = json.loads(done[-1]["stdout"]).get("timings_ms", {})
+                report = json.loads(done[-1]["stdout"])
+                if "error" in report:  # exit 1 is also "different person": tell them apart
+                    raise RuntimeError(f"faceid on {label} failed: {report['error']}")
+                row[name]["stages_ms"] = report.get("timings_ms", {})
         if "face_recognition" in row:
             row["ratio"] = round(row["faceid"]["s"] / row["face_recognition"]["s"], 3)
         rows.append(row)
