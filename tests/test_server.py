@@ -289,3 +289,23 @@ def test_the_cli_and_the_service_enroll_into_one_gallery_at_once(tmp_path):
         with httpx.Client(base_url=server.url) as c:
             people = c.get("/v1/people").json()["people"]
     assert people == {**{f"http {i}": 1 for i in range(6)}, **{f"cli {i}": 1 for i in range(3)}}
+
+
+def test_several_worker_processes_serve_one_gallery(tmp_path):
+    with Server(tmp_path, "--workers", "2") as server:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            files = [upload(photo("Carlos_Moya", 1))]
+            assert c.post("/v1/enroll", data={"name": "Carlos Moya"}, files=files).is_success
+            # Whichever worker answers, it reads the gallery the other one may have written.
+            for _ in range(4):
+                r = c.post("/v1/identify", files=[upload(PROBES / "Carlos_Moya_0002.jpg")])
+                assert r.json()["faces"][0]["name"] == "Carlos Moya"
+
+
+def test_a_key_name_cannot_be_added_twice_nor_a_missing_one_removed(tmp_path):
+    keys = str(tmp_path / "keys.json")
+    assert faceid_cli("keys", "add", "k", "--role", "read", "--keys", keys).returncode == 0
+    again = faceid_cli("keys", "add", "k", "--role", "write", "--keys", keys)
+    assert again.returncode == 2 and "exists" in again.stderr
+    missing = faceid_cli("keys", "remove", "nobody", "--keys", keys)
+    assert missing.returncode == 2 and "no key named" in missing.stderr
