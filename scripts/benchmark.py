@@ -716,17 +716,19 @@ def cold_run(cmd: list[str], env: dict) -> dict:
     forked straight from this one (torch loaded, ~1.6 GB) would report this process's resident
     memory as its own peak, since Linux carries the high-water mark across exec.
     """
-    marker = "COLD_MAXRSS_KB="
-    prefix = [str(TIME), "-f", marker + "%M"] if TIME.exists() else []
+    marker = "COLD_TIME="
+    prefix = [str(TIME), "-f", marker + "%M %U %S"] if TIME.exists() else []
     start = time.perf_counter()
     proc = subprocess.run([*prefix, *cmd], env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
-    stderr, peak = proc.stderr, None
+    stderr, peak, cpu = proc.stderr, None, None
     if prefix and marker in stderr:
-        stderr, _, kb = stderr.rpartition(marker)
-        peak = int(kb.strip()) / 1024
+        stderr, _, fields = stderr.rpartition(marker)
+        kb, user, system = fields.split()
+        peak, cpu = int(kb) / 1024, float(user) + float(system)
     return {
         "s": seconds,
+        "cpu_s": cpu,  # user + system: what the job costs, whatever else the machine runs
         "peak_mb": peak,
         "code": proc.returncode,
         "stdout": proc.stdout,
@@ -787,6 +789,9 @@ def measure_cold(
                 raise RuntimeError(f"{name} on {label} failed: {bad['stderr'].strip()[-500:]}")
             row[name] = {
                 "s": round(statistics.median(d["s"] for d in done), 3),
+                "cpu_s": round(statistics.median(d["cpu_s"] for d in done), 3)
+                if all(d["cpu_s"] is not None for d in done)
+                else None,
                 "peak_mb": max(
                     (round(d["peak_mb"], 1) for d in done if d["peak_mb"]), default=None
                 ),
@@ -883,7 +888,7 @@ def render(result: dict) -> str:
         out += [
             "",
             f"Cold start (fresh process, wall, median of {cold['runs']}): "
-            f"`faceid verify A B` {cold['verify_ms']:,.0f} ms (its --timings: {stages} ms; "
+            f"`faceid verify A B` {cold['verify_ms']:,.0f} ms (its --timings: {stages} ms); "
             f"`faceid --help` {cold['help_ms']:,.0f} ms.",
         ]
     cold4 = result.get("cold")
@@ -895,8 +900,10 @@ def render(result: dict) -> str:
                 [
                     r["photos"],
                     r["faceid"]["s"],
+                    r["faceid"]["cpu_s"],
                     r["faceid"]["peak_mb"],
                     fr["s"] if fr else "not run",
+                    fr["cpu_s"] if fr else "-",
                     fr["peak_mb"] if fr else "-",
                     f"{r['ratio']:.2f}x" if "ratio" in r else "-",
                 ]
@@ -904,16 +911,18 @@ def render(result: dict) -> str:
         out += [
             "",
             f"## Cold start: `faceid verify A B` against face_recognition (fresh processes, "
-            f"median of {cold4['runs']}, peak RSS)",
+            f"median of {cold4['runs']}: wall and CPU (user + system) seconds, peak RSS)",
             "",
             table(
                 [
                     "photos",
                     "faceid s",
-                    "faceid peak MB",
+                    "CPU s",
+                    "peak MB",
                     "face_recognition s",
-                    "its peak MB",
-                    "faceid / face_recognition",
+                    "CPU s",
+                    "peak MB",
+                    "faceid / face_recognition (wall)",
                 ],
                 rows,
             ),
