@@ -139,3 +139,16 @@ def test_aligning_from_many_more_pixels_gives_the_same_crop(face: Path, detector
     reference = align(image, landmarks, 96).astype(float)
     shrunk = align(big, (landmarks + 0.5) * 8 - 0.5, 96).astype(float)
     assert np.abs(shrunk - reference).mean() < 6  # grey levels, out of 255
+
+
+def test_a_reduced_decode_is_turned_upright_like_the_full_one() -> None:
+    """EXIF orientation 6 (rotate 90): the reduced decode and its scale agree with the full."""
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (1000, 2000, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    picture = load_picture(out.getvalue(), reduce_to=DETECT_SIDE)
+    assert picture.image.shape == (1000, 500, 3) and picture.scale == 2.0
+    assert picture.full_shape == (2000, 1000) == load_image(out.getvalue()).shape[:2]
