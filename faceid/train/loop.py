@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from faceid.atomic import atomic_open
+from faceid.distance import squared_l2
 from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from faceid.model.net import FaceNet, NetConfig
+from faceid.model.net import PREPROCESS, FaceNet, NetConfig, normalize
 from faceid.train.augment import augment
 from faceid.train.data import FaceCache
 from faceid.train.losses import DistillationLoss, TripletLoss
@@ -89,7 +90,7 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
     out = []
     with torch.inference_mode():
         for i in range(0, len(crops), batch):
-            x = (to_input(crops[i : i + batch], device) - 0.5) / 0.5
+            x = normalize(to_input(crops[i : i + batch], device))
             out.append(net.embed(x, flip=True).float().cpu())
     return torch.cat(out).numpy()
 
@@ -97,7 +98,7 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
 def pair_distances(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, device: str) -> np.ndarray:
     """Squared L2 between the embeddings of each (i, j) pair of crops."""
     emb = embed(net, crops, device)
-    return ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+    return squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
 
 
 def validate(
@@ -168,7 +169,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     distill = None
     if cfg.distill > 0:
         if data.teacher is None:
-            raise ValueError("--distill needs a cache prepared with --teacher")
+            raise ValueError("`distill` needs a cache prepared with teacher descriptors")
         teacher_mean = torch.from_numpy(data.teacher[train_idx].mean(0))
         distill = DistillationLoss(teacher_mean).to(device)
     use_amp = device == "cuda"
@@ -206,7 +207,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             x = augment(to_input(data.crops[idx], device))
             labels = torch.from_numpy(data.labels[idx]).to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_amp):
-                emb = net((x - 0.5) / 0.5).float()
+                emb = net(normalize(x)).float()
             triplets = miner(emb, labels, cfg.margin)
             t_loss, active = triplet_loss(emb, triplets)
             loss = t_loss
@@ -273,7 +274,7 @@ def _export(net: FaceNet, cfg: TrainConfig, row: dict, path: Path) -> None:
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         threshold=row["val_threshold"],
         identify_threshold=row["val_threshold_far1e-2"],
-        preprocess={"mean": [0.5] * 3, "std": [0.5] * 3, "flip": True},
+        preprocess=dict(PREPROCESS),
         meta={"train_config": asdict(cfg) | {"people": None}, "validation": row},
     )
     save_checkpoint(ckpt, path, overwrite=True)
