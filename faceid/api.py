@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from faceid.errors import FaceIDError, NoFace, UsageError
+from faceid.openset import Rule
 from faceid.pipeline import Crop, Timings, crop_photo, crop_photos
 
 DEFAULT_GALLERY = "galleries/default"
@@ -52,6 +53,7 @@ class Identification:
     box: tuple[int, int, int, int]
     matches: list[dict]
     threshold: float
+    rule: Rule | None = None  # how the threshold was chosen (see FaceID.identify_rule)
 
     @property
     def name(self) -> str:
@@ -69,6 +71,7 @@ class Identification:
             "name": self.name,
             "distance": self.distance,
             "threshold": self.threshold,
+            "rule": None if self.rule is None else self.rule.to_dict(),
             "box": list(self.box),
             "matches": self.matches,
         }
@@ -179,6 +182,37 @@ class FaceID:
         if self._threshold is not None:
             return self._threshold
         return self.encoder.identify_threshold
+
+    def identify_rule(self, fpir: float | None = None, n_people: int | None = None) -> Rule:
+        """The identification threshold for this gallery, and why.
+
+        With an open-set calibration in the model, the threshold that gives `fpir` (default
+        1 %) of strangers a name among the gallery's n_people (default: as many as it holds
+        now), with the estimated share of enrolled people missed and a warning when the
+        gallery is too large for the target. A `threshold` given to FaceID overrides it;
+        models without a calibration use their stored identification threshold.
+        """
+        from faceid import openset
+
+        if self._threshold is not None:
+            if fpir is not None:
+                raise UsageError("give either a threshold or an fpir, not both")
+            return Rule(self._threshold, "threshold")
+        calibration = self.encoder.openset
+        if calibration is None:
+            if fpir is not None:
+                raise UsageError(
+                    "this model has no open-set calibration, so fpir cannot be used: give a "
+                    "threshold, or add one with scripts/validate.py --write-openset"
+                )
+            return Rule(self.encoder.identify_threshold, "model")
+        if n_people is None:
+            n_people = len(self.people())
+        target = openset.DEFAULT_FPIR if fpir is None else fpir
+        try:
+            return openset.rule_for(calibration, max(1, n_people), target)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     # -- embeddings ------------------------------------------------------------
     def _crop(self, photo: Photo, pick: str = "single", on_no_face: str = "error") -> Crop:
@@ -398,12 +432,20 @@ class FaceID:
         return items
 
     def identify(
-        self, photo: Photo, *, top_k: int = 1, all_faces: bool = False, largest: bool = False
+        self,
+        photo: Photo,
+        *,
+        top_k: int = 1,
+        all_faces: bool = False,
+        largest: bool = False,
+        fpir: float | None = None,
     ) -> list[Identification]:
         """Nearest enrolled people for the face in a photo (or each face with all_faces).
 
         A person is scored by their closest embedding; the best match is
-        returned as a name when within the threshold, else as 'unknown'.
+        returned as a name when within the threshold, else as 'unknown'. The
+        threshold follows `identify_rule`: by default the one that gives 1 % of
+        strangers a name (fpir) for the gallery's number of people.
         """
         from faceid.align import align
         from faceid.imageio import load_image
@@ -411,6 +453,8 @@ class FaceID:
 
         if top_k < 1:
             raise UsageError("--top-k must be at least 1")
+        if fpir is not None and not 0.0 < fpir < 1.0:
+            raise UsageError(f"fpir must be a rate between 0 and 1, not {fpir}")
         source = "<array>" if isinstance(photo, np.ndarray) else os.fsdecode(photo)
         # Loaded before the stages start, so their own stages are not counted twice.
         detector, size = self.detector, self.encoder.input_size
@@ -431,11 +475,13 @@ class FaceID:
             raise FaceIDError(f"the gallery {self.gallery_path} is empty: enroll someone first")
         with self.timings.stage("search"):
             hits = self.gallery.search(emb, top_k)
+        rule = self.identify_rule(fpir, len(self.gallery.people()))
         return [
             Identification(
                 box=f.box,
                 matches=[{"name": m.name, "distance": round(float(m.distance), 6)} for m in h],
-                threshold=self.identify_threshold,
+                threshold=rule.threshold,
+                rule=rule,
             )
             for f, h in zip(faces, hits)
         ]

@@ -245,18 +245,29 @@ def verify(photo_a, photo_b, largest, timings):
     sys.exit(EXIT_OK if v.same else EXIT_NO)
 
 
+_FPIR_HELP = (
+    "Target share of strangers given a name (FPIR), for the gallery's number of people "
+    "[default: 0.01]; needs a model with an open-set calibration."
+)
+
+
 @main.command()
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--top-k", default=1, show_default=True, help="List the K nearest people.")
 @click.option("--all-faces", is_flag=True, help="Report every face of a group photo.")
 @click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @click.option("--timings", is_flag=True, help="Report milliseconds per stage.")
 @common
-def identify(photo, top_k, all_faces, largest, timings):
-    """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown)."""
+def identify(photo, top_k, all_faces, largest, fpir, timings):
+    """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown).
+
+    The threshold gives at most --fpir of strangers a name for the gallery's number of
+    people (1 % by default); --threshold sets it instead.
+    """
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    results = fid.identify(photo, top_k=top_k, all_faces=all_faces, largest=largest)
+    results = fid.identify(photo, top_k=top_k, all_faces=all_faces, largest=largest, fpir=fpir)
     lines = []
     for r in results:
         dist = f"{r.distance:.4f}" if r.distance is not None else "-"
@@ -266,11 +277,17 @@ def identify(photo, top_k, all_faces, largest, timings):
             lines += [
                 f"  {i + 1}. {m['name']}  {m['distance']:.4f}" for i, m in enumerate(r.matches)
             ]
+    rule = results[0].rule if results else None
     data = {"faces": [r.to_dict() for r in results]}
+    if rule is not None:
+        data["rule"] = rule.to_dict()
+        lines.append(rule.describe())
     if timings:
         data["timings_ms"] = _timings(fid)
         lines.append(_timing_text(fid))
     _emit(ctx, data, "\n".join(lines))
+    if rule is not None and rule.warning:
+        click.echo(_text(f"faceid: warning: {rule.warning}"), err=True)
     sys.exit(EXIT_OK if any(r.name != "unknown" for r in results) else EXIT_NO)
 
 
@@ -376,9 +393,14 @@ def embed(photos, from_list, output, on_no_face, largest, workers):
 
 @main.command()
 @click.option("--repair", is_flag=True, help="Fix what can be fixed without losing people.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @common
-def doctor(repair):
-    """Check the gallery's files agree with each other and with the model."""
+def doctor(repair, fpir):
+    """Check the gallery's files agree with each other and with the model.
+
+    Also says whether the gallery is small enough for the model to keep --fpir of strangers
+    from being given a name while still naming most enrolled people.
+    """
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
     from faceid.gallery import Gallery
@@ -389,6 +411,19 @@ def doctor(repair):
     healthy = not problems or (repair and not gallery.check())
     lines = [f"problem: {p}" for p in problems] + [f"repaired: {a}" for a in actions]
     lines.append(f"{fid.gallery_path}: {'healthy' if healthy else 'needs repair'}")
+    rule = None
+    people = len(fid.people()) if healthy else 0
+    if people:
+        from faceid.errors import ModelError
+
+        try:
+            rule = fid.identify_rule(fpir, people)
+        except ModelError as exc:  # the gallery's health does not depend on the model
+            lines.append(f"identify's threshold unknown: {exc}")
+    if rule is not None:
+        lines.append(f"identify uses {rule.describe()}")
+        if rule.fnir is not None:
+            lines[-1] += f" (estimated share of enrolled people missed: {rule.fnir:.0%})"
     _emit(
         ctx,
         {
@@ -396,9 +431,12 @@ def doctor(repair):
             "problems": problems,
             "repaired": actions,
             "healthy": healthy,
+            "rule": None if rule is None else rule.to_dict(),
         },
         "\n".join(lines),
     )
+    if rule is not None and rule.warning:
+        click.echo(_text(f"faceid: warning: {rule.warning}"), err=True)
     sys.exit(EXIT_OK if healthy else EXIT_NO)
 
 

@@ -322,7 +322,7 @@ def _fpir_curve(c: dict, n_people: float, thresholds: np.ndarray) -> np.ndarray:
     hi_slope = (logp[-1] - logp[-2]) / (row[-1] - row[-2])
     out = np.where(t < row[0], logp[0] + (t - row[0]) * lo_slope, out)
     out = np.where(t > row[-1], logp[-1] + (t - row[-1]) * hi_slope, out)
-    return np.minimum(np.exp(out), 1.0)
+    return np.exp(np.minimum(out, 0.0))
 
 
 def fpir_at(calibration: dict, n_people: int, threshold: float) -> float:
