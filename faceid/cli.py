@@ -565,13 +565,23 @@ def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Only these people: an LFW people file such as peopleDevTest.txt.",
 )
+@click.option(
+    "--strangers",
+    type=click.Choice(["all", "half"]),
+    default="all",
+    show_default=True,
+    help="People with too few photos to enroll and probe: all probe as strangers, or a "
+    "seeded half is enrolled as distractors instead.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the distractor draw.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @_eval_options
 @common
 def evaluate_identify_cmd(
-    root, shots, out, people_file, limit_people, seed, pick, workers, no_cache
+    root, shots, out, people_file, limit_people, strangers, seed, fpir, pick, workers, no_cache
 ):
-    """Closed-set rank-1/rank-5 (CMC) and open-set DIR@FAR on per-person folders."""
+    """Closed-set rank-1/rank-5 (CMC), open-set DIR@FAR and FNIR@FPIR (DET curve), and the
+    outcome of identify's default decision rule, on per-person folders."""
     from faceid.evaluate.run import evaluate_identify
 
     ctx = click.get_current_context()
@@ -583,6 +593,8 @@ def evaluate_identify_cmd(
         people_file=people_file,
         limit_people=limit_people,
         seed=seed,
+        strangers=strangers,
+        fpir=fpir,
         pick=pick,
         workers=workers,
         progress=not ctx.obj["json"],
@@ -599,8 +611,14 @@ def evaluate_identify_cmd(
         lines.append(
             "open set: "
             + ", ".join(f"DIR@FAR{f} {_pct(v['dir'])}" for f, v in r["dir_at_far"].items())
+            + ", "
+            + ", ".join(f"FNIR@FPIR{f} {_pct(v['fnir'])}" for f, v in r["fnir_at_fpir"].items())
         )
+    dr = r["default_rule"]
     lines += [
+        f"at the default rule ({dr['rule']['reason']}, threshold {dr['threshold']:.4f}): genuine "
+        f"named right {_pct(dr['genuine_identified'])}, strangers given a name "
+        f"{_pct(dr['strangers_named'])}",
         f"at threshold {st['threshold']:.4f} ({r['threshold']['source']}): genuine identified "
         f"{_pct(st['genuine_identified'])}, impostors rejected {_pct(st['impostor_rejected'])}",
         _wall_text(r) + f" (cache: {r['cache']['hits']} hit(s), {r['cache']['misses']} miss(es))",
