@@ -55,12 +55,13 @@ def main(
     from faceid.evaluate import metrics
     from faceid.model.checkpoint import load_checkpoint, save_checkpoint
     from faceid.model.encoder import Encoder
+    from faceid.model.runner import DEFAULT_PT
     from faceid.train.data import FaceCache
     from faceid.train.loop import OPENSET_PEOPLE, split_people, validation_pairs
 
     if write_openset is not None and write_openset.exists() and not force:
         raise click.UsageError(f"{write_openset} exists: choose another file or pass --force")
-    enc = Encoder.load(model, "cpu")
+    enc = Encoder.load(model or DEFAULT_PT, "cpu")  # torch: uses the network
     data = FaceCache.load(cache)
     _, val_idx = split_people(data.labels, val_share, seed)
     pairs, same = validation_pairs(data.labels[val_idx], seed)
