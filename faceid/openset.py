@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceid.distance import pairwise_squared_l2
+
 __all__ = [
     "DEFAULT_FPIR",
     "FNIR_WARNING",
@@ -212,8 +214,7 @@ def calibrate_embeddings(
         idx = np.flatnonzero(people == person)
         probes.extend(rng.permutation(idx)[:probes_per_person].tolist())
     probes = np.sort(np.array(probes, int))
-    sq = (emb * emb).sum(1)
-    dist = np.maximum(sq[probes, None] + sq[None, :] - 2.0 * emb[probes] @ emb.T, 0.0)
+    dist = pairwise_squared_l2(emb[probes], emb)
     genuine, weights = [], []
     for i, p in enumerate(probes):
         mates = np.flatnonzero((people == people[p]) & (np.arange(people.size) != p))

@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from faceid.distance import pairwise_squared_l2, squared_l2
+
 TOLERANCE_SQ = 0.6**2
 _state: dict = {}
 
@@ -54,7 +56,7 @@ def describe(paths: list[Path], workers: int) -> dict[Path, np.ndarray]:
 
 
 def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return pairwise_squared_l2(a, b)
 
 
 @click.command()
@@ -103,7 +105,7 @@ def main(root, pairs_file, people_file, strangers, workers, out):
         }
     vec = describe(sorted(paths), workers)
 
-    dist = np.array([((vec[p.path_a] - vec[p.path_b]) ** 2).sum() for p in pairs])
+    dist = np.array([squared_l2(vec[p.path_a], vec[p.path_b]) for p in pairs])
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     result["pairs"] = pairs_report(dist, same, folds, stored_threshold=TOLERANCE_SQ)

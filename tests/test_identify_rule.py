@@ -59,22 +59,22 @@ def test_identify_uses_the_threshold_for_1_percent_fpir_at_the_gallerys_size(
     faceid_run: FaceIDRun, three: Path, photos: dict[str, list[Path]]
 ) -> None:
     cal = _calibration(0.002)
-    run = faceid_run("identify", photos["Tony_Blair"][0], "--json", model=three)
+    run = faceid_run("identify", photos["Carlos_Moya"][0], "--json", model=three)
     data = run.json()
     expected = openset.threshold_for_fpir(cal, 3, 0.01)
     assert data["rule"]["kind"] == "fpir"
     assert data["rule"]["people"] == 3 and data["rule"]["fpir"] == 0.01
     assert data["rule"]["threshold"] == pytest.approx(expected, abs=1e-6)
     assert data["faces"][0]["threshold"] == pytest.approx(expected, abs=1e-6)
-    assert data["faces"][0]["name"] == "Tony_Blair"  # the enrolled photo itself: distance 0
-    text = ok(faceid_run("identify", photos["Tony_Blair"][0], model=three)).stdout
+    assert data["faces"][0]["name"] == "Carlos_Moya"  # the enrolled photo itself: distance 0
+    text = ok(faceid_run("identify", photos["Carlos_Moya"][0], model=three)).stdout
     assert f"threshold {expected:.4f}: FPIR 1 % for 3 people" in text
 
 
 def test_fpir_changes_the_threshold_and_threshold_overrides_it(
     faceid_run: FaceIDRun, three: Path, photos: dict[str, list[Path]]
 ) -> None:
-    probe = photos["Tony_Blair"][1]
+    probe = photos["Carlos_Moya"][1]
     loose = faceid_run("identify", probe, "--json", "--fpir", "0.2", model=three).json()
     strict = faceid_run("identify", probe, "--json", "--fpir", "0.001", model=three).json()
     assert loose["rule"]["threshold"] > strict["rule"]["threshold"]
@@ -105,16 +105,16 @@ def test_fpir_changes_the_threshold_and_threshold_overrides_it(
 def test_contradictory_or_impossible_fpir_is_a_usage_error(
     faceid_run: FaceIDRun, three: Path, photos: dict[str, list[Path]], args, message
 ) -> None:
-    one_error_line(faceid_run("identify", photos["Tony_Blair"][1], *args, model=three), 2, message)
+    one_error_line(faceid_run("identify", photos["Carlos_Moya"][1], *args, model=three), 2, message)
 
 
 def test_a_model_without_calibration_keeps_its_stored_threshold_and_refuses_fpir(
     faceid_run: FaceIDRun, photos: dict[str, list[Path]]
 ) -> None:
-    ok(faceid_run("enroll", photos["Tony_Blair"][0], "--name", "Tony"))
-    data = faceid_run("identify", photos["Tony_Blair"][1], "--json").json()
+    ok(faceid_run("enroll", photos["Carlos_Moya"][0], "--name", "Tony"))
+    data = faceid_run("identify", photos["Carlos_Moya"][1], "--json").json()
     assert data["rule"]["kind"] == "model" and data["rule"]["threshold"] == 0.8
-    run = faceid_run("identify", photos["Tony_Blair"][1], "--fpir", "0.01")
+    run = faceid_run("identify", photos["Carlos_Moya"][1], "--fpir", "0.01")
     one_error_line(run, 2, "no open-set calibration")
 
 
@@ -123,7 +123,7 @@ def test_identify_and_doctor_warn_when_the_gallery_is_too_large_for_the_target(
 ) -> None:
     for person, files in photos.items():
         ok(faceid_run("enroll", files[0], "--name", person, model=hopeless))
-    run = faceid_run("identify", photos["Tony_Blair"][0], "--json", model=hopeless)
+    run = faceid_run("identify", photos["Carlos_Moya"][0], "--json", model=hopeless)
     assert run.code == 0, run
     assert run.json()["rule"]["estimated_fnir"] > 0.5
     assert "faceid: warning: 3 people is more than this model can tell apart" in run.stderr
@@ -140,7 +140,7 @@ def test_the_api_reports_the_rule_with_each_identification(
     from faceid import FaceID
 
     fid = FaceID(gallery=gallery, model=three, device="cpu")
-    [hit] = fid.identify(photos["Colin_Powell"][0], fpir=0.1)
+    [hit] = fid.identify(photos["Alvaro_Uribe"][0], fpir=0.1)
     assert hit.rule.kind == "fpir" and hit.rule.fpir == 0.1 and hit.rule.people == 3
     assert hit.threshold == hit.rule.threshold
     assert fid.identify_rule(0.1).threshold == hit.threshold

@@ -8,17 +8,18 @@ answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upr
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from faceid.errors import BadImage, BadName, FaceIDError
-from faceid.server.app import ApiError, error_body, error_code, require
+from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
 READ = [Depends(require("read"))]
@@ -59,6 +60,18 @@ def _fid(request: Request) -> Any:
     return request.app.state.fid
 
 
+def _supported(method: Callable, **options: Any) -> dict:
+    """The options this FaceID method takes: `allow_duplicates` and `merge` are passed
+    through where the installed API has them."""
+    accepted = inspect.signature(method).parameters
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def _people(fid: Any) -> dict[str, int]:
+    """Enrolled people; a service whose gallery has not been written yet has none."""
+    return fid.people() if fid.gallery.exists else {}
+
+
 Photo = Annotated[UploadFile, File(description="A photo (JPEG, PNG, BMP, WebP, GIF or TIFF).")]
 Largest = Annotated[bool, Form(description="Use the largest face when there are several.")]
 
@@ -69,44 +82,42 @@ async def enroll(
     name: Annotated[str, Form(description="The person's name.")],
     photo: Annotated[list[UploadFile], File(description="One or more photos of that person.")],
     largest: Largest = False,
+    allow_duplicates: Annotated[
+        bool,
+        Form(
+            description="Enroll a face even if it is enrolled already or would be named as "
+            "someone else."
+        ),
+    ] = False,
 ) -> Any:
     """Each photo that has one face is enrolled under `name` (one gallery write per photo,
     under the gallery's lock, so the CLI may write at the same time). Photos that fail are
     listed in `failed`; when none is enrolled the answer is an error."""
     uploads = [await _read(p, "photo") for p in photo]
     fid = _fid(request)
+    options = _supported(fid.enroll, largest=largest, allow_duplicates=allow_duplicates)
 
     def work() -> dict:
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(_decode(label, data), name, largest=largest)
-            except BadName:
-                raise
+                emb_id = fid.enroll(_decode(label, data), name, **options)
             except FaceIDError as exc:
+                # One photo, or a bad name: the request's own error, with its own status.
+                if len(uploads) == 1 or isinstance(exc, BadName):
+                    raise _named(exc, label) from None
                 exc = _named(exc, label)
-                failed.append({"photo": label, "error": error_body(error_code(exc), str(exc))})
+                failed.append({"photo": label, **error_body(error_code(exc), str(exc))})
                 continue
             enrolled.append({"name": name, "photo": label, "id": int(emb_id)})
         return {"enrolled": enrolled, "failed": failed}
 
     result = await _run(request, work, "/v1/enroll")
     if not result["enrolled"]:
-        first = result["failed"][0]["error"]["error"]
-        if len(result["failed"]) == 1:
-            raise ApiError(422, first["code"], first["message"])
-        return _json(
-            error_body("nothing_enrolled", f"no photo was enrolled: {first['message']}")
-            | {"failed": result["failed"]},
-            422,
-        )
+        first = result["failed"][0]["error"]["message"]
+        body = error_body("nothing_enrolled", f"no photo was enrolled: {first}")
+        return JSONResponse(body | {"failed": result["failed"]}, 422)
     return result
-
-
-def _json(data: dict, status: int) -> Response:
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(data, status)
 
 
 @router.post("/verify", dependencies=READ, summary="Are two photos the same person?")
@@ -177,7 +188,7 @@ Name = Annotated[str, Path(description="The person's name (URL-encoded).")]
 
 @router.get("/people", dependencies=READ, summary="Enrolled people and their photo counts")
 def people(request: Request) -> dict:
-    found = _fid(request).people()
+    found = _people(_fid(request))
     return {"people": found, "count": len(found)}
 
 
@@ -187,12 +198,14 @@ def remove(request: Request, name: Name) -> dict:
 
 
 class Rename(BaseModel):
-    name: str = Field(description="The new name (an existing name merges the two).")
+    name: str = Field(description="The new name.")
+    merge: bool = Field(False, description="Merge into the new name if it is enrolled.")
 
 
 @router.patch("/people/{name:path}", dependencies=WRITE, summary="Rename a person")
 def rename(request: Request, name: Name, body: Rename) -> dict:
-    n = _fid(request).rename(name, body.name)
+    fid = _fid(request)
+    n = fid.rename(name, body.name, **_supported(fid.rename, merge=body.merge))
     return {"renamed": name, "to": body.name.strip(), "embeddings": n}
 
 
@@ -200,7 +213,7 @@ def rename(request: Request, name: Name, body: Rename) -> dict:
 def health(request: Request) -> dict:
     state = request.app.state
     fid = state.fid
-    found = fid.people()
+    found = _people(fid)
     return {
         "status": "ok",
         "version": request.app.version,

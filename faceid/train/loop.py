@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from faceid.atomic import atomic_open
+from faceid.distance import pairwise_squared_l2, squared_l2
 from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from faceid.model.net import FaceNet, NetConfig
+from faceid.model.net import PREPROCESS, FaceNet, NetConfig, normalize
 from faceid.train.augment import augment
 from faceid.train.data import FaceCache
 from faceid.train.losses import DistillationLoss, TripletLoss
@@ -90,7 +91,7 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
     out = []
     with torch.inference_mode():
         for i in range(0, len(crops), batch):
-            x = (to_input(crops[i : i + batch], device) - 0.5) / 0.5
+            x = normalize(to_input(crops[i : i + batch], device))
             out.append(net.embed(x, flip=True).float().cpu())
     return torch.cat(out).numpy()
 
@@ -98,7 +99,7 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
 def pair_distances(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, device: str) -> np.ndarray:
     """Squared L2 between the embeddings of each (i, j) pair of crops."""
     emb = embed(net, crops, device)
-    return ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+    return squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
 
 
 OPENSET_PEOPLE = 500
@@ -127,8 +128,7 @@ def openset_figures(emb: np.ndarray, labels: np.ndarray, *, draws: int = 32) -> 
     cal = openset.calibrate_embeddings(emb, labels, draws=draws)
     first = np.unique(labels, return_index=True)[1]
     probes = np.setdiff1d(np.arange(labels.size), first)
-    sq = (emb * emb).sum(1)
-    dist = np.maximum(sq[probes, None] + sq[None, first] - 2.0 * emb[probes] @ emb[first].T, 0)
+    dist = pairwise_squared_l2(emb[probes], emb[first])
     ranks = metrics.true_ranks(dist, labels[probes], labels[first])
     rule = openset.rule_for(cal, OPENSET_PEOPLE, 0.01)
     figures = {
@@ -152,7 +152,7 @@ def validate(
     from faceid.evaluate import metrics
 
     emb = embed(net, crops, device)
-    dist = ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+    dist = squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
     threshold, acc = metrics.best_threshold(dist, same)
     tar, _ = metrics.tar_at_far(dist, same, 1e-2)
     row = {
@@ -243,7 +243,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     distill = None
     if cfg.distill > 0:
         if data.teacher is None:
-            raise ValueError("--distill needs a cache prepared with --teacher")
+            raise ValueError("`distill` needs a cache prepared with teacher descriptors")
         teacher_mean = torch.from_numpy(data.teacher[train_idx].mean(0))
         distill = DistillationLoss(teacher_mean).to(device)
     use_amp = device == "cuda"
@@ -281,7 +281,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             x = augment(to_input(data.crops[idx], device))
             labels = torch.from_numpy(data.labels[idx]).to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_amp):
-                emb = net((x - 0.5) / 0.5).float()
+                emb = net(normalize(x)).float()
             triplets = miner(emb, labels, cfg.margin)
             t_loss, active = triplet_loss(emb, triplets)
             loss = t_loss
@@ -363,7 +363,7 @@ def _export(
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         threshold=row["val_threshold"],
         identify_threshold=row["val_threshold_far1e-2"],
-        preprocess={"mean": [0.5] * 3, "std": [0.5] * 3, "flip": True},
+        preprocess=dict(PREPROCESS),
         meta=meta,
     )
     save_checkpoint(ckpt, path, overwrite=True)
