@@ -96,7 +96,7 @@ def test_fpir_changes_the_threshold_and_threshold_overrides_it(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--fpir", "0.1", "--threshold", "1"], "not both"),
+        (["--fpir", "0.1", "--threshold", "1"], "contradict"),
         (["--fpir", "0"], "between 0 and 1"),
         (["--fpir", "nan"], "between 0 and 1"),
         (["--fpir", "1e-7"], "calibrated range"),
@@ -109,11 +109,14 @@ def test_contradictory_or_impossible_fpir_is_a_usage_error(
 
 
 def test_a_model_without_calibration_keeps_its_stored_threshold_and_refuses_fpir(
-    faceid_run: FaceIDRun, photos: dict[str, list[Path]]
+    faceid_run: FaceIDRun, photos: dict[str, list[Path]], tiny_model: Path
 ) -> None:
+    from faceid.model.checkpoint import load_checkpoint
+
+    stored = load_checkpoint(tiny_model).identify_threshold
     ok(faceid_run("enroll", photos["Carlos_Moya"][0], "--name", "Tony"))
     data = faceid_run("identify", photos["Carlos_Moya"][1], "--json").json()
-    assert data["rule"]["kind"] == "model" and data["rule"]["threshold"] == 0.8
+    assert data["rule"]["kind"] == "model" and data["rule"]["threshold"] == pytest.approx(stored)
     run = faceid_run("identify", photos["Carlos_Moya"][1], "--fpir", "0.01")
     one_error_line(run, 2, "no open-set calibration")
 
