@@ -122,6 +122,11 @@ def test_rename_and_remove_people(client):
             "bad_request",
         ),
         ({"json": {"photo": "a.jpg"}}, 415, "unsupported_media_type"),
+        (
+            {"files": [upload(PROBES / "Adrien_Brody_0001.jpg")], "data": {"fpir": "1.5"}},
+            400,
+            "bad_request",
+        ),
     ],
 )
 def test_bad_requests_get_a_json_error_and_a_4xx(client, request_kwargs, status, code):

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadImage, BadName, FaceIDError
+from faceid.errors import BadImage, BadName, FaceIDError, UsageError
 from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
@@ -145,16 +145,30 @@ async def identify(
     top_k: Annotated[int, Form(ge=1, le=100, description="How many nearest people.")] = 1,
     all_faces: Annotated[bool, Form(description="Report every face, with its box.")] = False,
     largest: Largest = False,
+    fpir: Annotated[
+        float | None,
+        Form(
+            gt=0,
+            lt=1,
+            description="Target share of strangers given a name, for this gallery's size: "
+            "chooses the threshold (models with an open-set calibration).",
+        ),
+    ] = None,
 ) -> dict:
     """Each face's best match within the identification threshold, or `unknown`; `matches`
-    lists the `top_k` nearest people with their distances."""
+    lists the `top_k` nearest people with their distances, and `threshold` the one used."""
     label, data = await _read(photo, "photo")
     fid = _fid(request)
+    options = _supported(fid.identify, top_k=top_k, all_faces=all_faces, largest=largest)
+    if fpir is not None:
+        if "fpir" not in inspect.signature(fid.identify).parameters:
+            raise UsageError("this faceid cannot choose a threshold by fpir")
+        options["fpir"] = fpir
 
     def work() -> dict:
         image = _decode(label, data)
         try:
-            faces = fid.identify(image, top_k=top_k, all_faces=all_faces, largest=largest)
+            faces = fid.identify(image, **options)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {"faces": [f.to_dict() for f in faces]}
