@@ -46,6 +46,19 @@ Photo = Any
 MAX_DISTANCE = 4.0
 
 
+def _whole(value: Any, param: str, minimum: int, maximum: int | None = None) -> int:
+    """An int parameter in range, or a UsageError naming it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise UsageError(f"`{param}` must be a whole number {bound}, not {value!r}", param=param)
+    return value
+
+
 def check_threshold(threshold: float | None) -> None:
     """A threshold override must be a squared distance between unit vectors: 0 to 4."""
     if threshold is not None and not (
@@ -204,10 +217,14 @@ class FaceID:
             )
         if index_switch is not None and index_switch < 0:
             raise UsageError("`index_switch` must be 0 (never) or more", param="index_switch")
-        if gallery is not None and not isinstance(gallery, (str, os.PathLike)):
-            raise UsageError(
-                f"`gallery` must be a path, not a {type(gallery).__name__}", param="gallery"
-            )
+        for param, value in (("gallery", gallery), ("model", model)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise UsageError(
+                    f"`{param}` must be a path, not a {type(value).__name__}", param=param
+                )
+        _whole(upsample, "upsample", 0, 4)
+        if detect_side is not None:
+            _whole(detect_side, "detect_side", 64)
         self.gallery_path = Path(gallery) if gallery is not None else default_gallery_path()
         self.model_path = model
         self.device = device
@@ -388,6 +405,7 @@ class FaceID:
         Per-photo load/detect/align seconds (from worker processes too) are
         added to `timings`.
         """
+        _whole(workers, "workers", 0)
         results = list(
             crop_photos(
                 [os.fspath(p) if isinstance(p, os.PathLike) else p for p in _many(photos)],
@@ -490,6 +508,7 @@ class FaceID:
         from faceid.gallery import new_name
         from faceid.pipeline import resolve_workers
 
+        _whole(workers, "workers", 0)
         if not all(isinstance(i, (tuple, list)) and len(i) == 2 for i in _many(items, "items")):
             raise UsageError("`items` must be (name, photo) pairs", param="items")
         items = [(new_name(n), os.fspath(p)) for n, p in items]
@@ -611,10 +630,7 @@ class FaceID:
         threshold follows `identify_rule`: by default the one that gives 1 % of
         strangers a name (fpir) for the gallery's number of people.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise UsageError(
-                f"`top_k` must be a whole number of at least 1, not {top_k!r}", param="top_k"
-            )
+        _whole(top_k, "top_k", 1)
         if fpir is not None:
             self.identify_rule(fpir, 1)  # refuse a bad fpir before the photo's work
         if all_faces and largest:

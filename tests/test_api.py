@@ -335,7 +335,7 @@ def test_rename_onto_an_enrolled_name_needs_merge(tmp_path: Path) -> None:
     assert fid.people() == {"B": 2}
 
 
-def test_a_single_photo_where_a_list_is_expected_is_a_usage_error_not_a_character_scan(
+def test_wrong_kinds_of_arguments_are_usage_errors_not_a_character_scan_or_a_crash(
     fid: FaceID,
 ) -> None:
     for attempt in (
@@ -344,6 +344,11 @@ def test_a_single_photo_where_a_list_is_expected_is_a_usage_error_not_a_characte
         lambda: fid.enroll_many([str(URIBE)]),
         lambda: fid.enroll_many(("Ann", str(URIBE))),
         lambda: FaceID(gallery=3),
+        lambda: FaceID(model=123),
+        lambda: FaceID(upsample="x"),
+        lambda: FaceID(detect_side=-1),
+        lambda: fid.embed_many([URIBE], workers="x"),
+        lambda: fid.enroll_many([("Ann", URIBE)], workers=-1),
     ):
         with pytest.raises(UsageError):
             attempt()
