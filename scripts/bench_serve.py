@@ -28,7 +28,7 @@ TARGET_OVERHEAD = 0.15
 def _start(gallery: Path, keys: Path, model: Path | None, device: str) -> tuple[Any, str]:
     import httpx
 
-    from faceid.server.load import free_port
+    from faceid.server.load import die_with_parent, free_port
 
     port = free_port()
     cmd = [
@@ -50,7 +50,9 @@ def _start(gallery: Path, keys: Path, model: Path | None, device: str) -> tuple[
     if model is not None:
         cmd += ["--model", str(model)]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -76,8 +78,7 @@ def measure_serve(model: Path | None, device: str, clients: int, requests: int, 
         tmp = Path(tmp_name)
         gallery = tmp / "gallery"
         fid = FaceID(gallery=gallery, model=model, device=device)
-        # a gallery to search, whatever the model: duplicates of an untrained model are allowed
-        fid.enroll_paths([ROOT / "examples" / "people"], workers=1, allow_duplicates=True)
+        fid.enroll_paths([ROOT / "examples" / "people"], workers=1)
         faces = sum(fid.people().values())
         proc, url = _start(gallery, tmp / "no-keys.json", model, device)
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from faceid.server.load import free_port
+from faceid.server.load import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -54,7 +54,11 @@ class Server:
         cmd += ["--gallery", str(self.gallery), "--keys", str(self.keys), "--device", "cpu"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [*cmd, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env
+                [*cmd, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

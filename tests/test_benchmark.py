@@ -24,8 +24,8 @@ PHOTOS = 10
 def quick_run(
     lfw: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, dict]:
-    """One --quick run (about 30 s on an idle machine; far longer on a busy one): its markdown
-    and its JSON."""
+    """One --quick run (about 1 minute with the serve and cold sections on an idle machine, far
+    longer on a busy one): its markdown and its JSON."""
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
     env = dict(os.environ)

@@ -110,6 +110,22 @@ def test_rename_and_remove_people(client):
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_enrolled"
 
 
+def test_rename_onto_an_enrolled_name_needs_merge_and_a_duplicate_is_refused(enrolled):
+    files = [upload(photo("Amelie_Mauresmo", 2))]
+    assert enrolled.post("/v1/enroll", data={"name": "Ame"}, files=files).status_code == 200
+    again = enrolled.post("/v1/enroll", data={"name": "Ame"}, files=files)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate", again.text
+    r = enrolled.patch("/v1/people/Ame", json={"name": "Carlos Moya"})
+    assert r.status_code == 400 and "merge" in r.json()["error"]["message"]
+    r = enrolled.patch("/v1/people/Ame", json={"name": "Carlos Moya", "merge": True})
+    assert r.status_code == 200 and enrolled.get("/v1/people").json()["people"]["Carlos Moya"] == 3
+    assert enrolled.delete("/v1/people/Carlos%20Moya").status_code == 200
+    for p in (photo("Carlos_Moya", 1), photo("Carlos_Moya", 2)):  # as the module had it
+        assert enrolled.post(
+            "/v1/enroll", data={"name": "Carlos Moya"}, files=[upload(p)]
+        ).is_success
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "code"),
     [
@@ -146,7 +162,7 @@ def test_a_photo_without_a_face_is_a_422_naming_the_upload(client, tmp_path):
         "/v1/identify", files=[("photo", ("wall.png", blank.read_bytes(), "image/png"))]
     )
     assert r.status_code == 422
-    assert r.json()["error"] == {"code": "no_face", "message": "photo 'wall.png': no face found"}
+    assert r.json()["error"] == {"code": "no_face", "message": "wall.png: no face found"}
 
 
 def test_unknown_routes_and_methods_answer_json(client):

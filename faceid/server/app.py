@@ -77,9 +77,8 @@ def is_loopback(host: str) -> bool:
 
 # -- errors ------------------------------------------------------------------------------------
 
-# The status of each FaceIDError kind, by class name; a kind not listed takes its nearest
-# listed ancestor's. Names rather than classes, so kinds the library adds later
-# (Duplicate, NoGallery) get their status as soon as they exist.
+# The status of each FaceIDError kind, by class name (as its code is); a kind not listed
+# takes its nearest listed ancestor's.
 STATUS: dict[str, int] = {
     "BadImage": 422,
     "NoFace": 422,
@@ -87,7 +86,7 @@ STATUS: dict[str, int] = {
     "BadName": 422,
     "NotEnrolled": 404,
     "Duplicate": 409,
-    "NoGallery": 409,
+    "NoGallery": 404,
     "UsageError": 400,
     "GalleryError": 500,
     "ModelError": 500,

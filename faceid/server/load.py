@@ -89,6 +89,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def die_with_parent() -> None:
+    """For subprocess.Popen(preexec_fn=...): on Linux the child gets SIGTERM when the process
+    that started it dies, so a killed benchmark or test run leaves no server behind."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _json(response: Any) -> Any:
     try:
         return response.json()

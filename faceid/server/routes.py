@@ -1,7 +1,8 @@
 """The /v1 endpoints: parse the form, call the FaceID API in the work pool, serialise.
 
-Photos arrive as multipart file fields and are decoded by the same guarded loader as the CLI
-(`faceid.imageio.load_image`: format whitelist, PNG CRCs, decompression-bomb check). Anything
+Photos arrive as multipart file fields and go to the API as file objects, so they are decoded
+by the same guarded loader as the CLI's files (format whitelist, PNG CRCs, decompression-bomb
+check, reduced decoding of large JPEGs for detection). Anything
 CPU-bound (decoding, detection, the encoder, gallery writes) runs in the bounded pool, which
 answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upright photo.
 """
@@ -9,6 +10,7 @@ answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upr
 from __future__ import annotations
 
 import inspect
+import io
 import re
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadImage, BadName, FaceIDError, UsageError
+from faceid.errors import BadName, FaceIDError, NoGallery, UsageError
 from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
@@ -33,19 +35,13 @@ def _named(exc: FaceIDError, name: str) -> FaceIDError:
     return type(exc)(_ANONYMOUS.sub(name, str(exc)))
 
 
-def _decode(name: str, data: bytes) -> Any:
-    """Decode an upload with the CLI's guards; errors name the upload."""
-    from faceid.imageio import load_image
-
-    try:
-        return load_image(data)
-    except BadImage as exc:
-        raise _named(exc, name) from None
-
-
-async def _read(upload: UploadFile, field: str) -> tuple[str, bytes]:
+async def _read(upload: UploadFile, field: str) -> tuple[str, io.BytesIO]:
+    """An upload as the API takes it (a binary file object named by its file name, which the
+    gallery records as the source), and a label for messages."""
     label = f"{field} {upload.filename!r}" if upload.filename else field
-    return label, await upload.read()
+    photo = io.BytesIO(await upload.read())
+    photo.name = upload.filename or field
+    return label, photo
 
 
 async def _run(request: Request, fn: Callable[[], dict], route: str) -> dict:
@@ -60,16 +56,13 @@ def _fid(request: Request) -> Any:
     return request.app.state.fid
 
 
-def _supported(method: Callable, **options: Any) -> dict:
-    """The options this FaceID method takes: `allow_duplicates` and `merge` are passed
-    through where the installed API has them."""
-    accepted = inspect.signature(method).parameters
-    return {k: v for k, v in options.items() if k in accepted}
-
-
 def _people(fid: Any) -> dict[str, int]:
-    """Enrolled people; a service whose gallery has not been written yet has none."""
-    return fid.people() if fid.gallery.exists else {}
+    """The service's own gallery before its first enrollment is simply empty (the CLI, given
+    a path by hand, says there is no gallery there instead)."""
+    try:
+        return fid.people()
+    except NoGallery:
+        return {}
 
 
 Photo = Annotated[UploadFile, File(description="A photo (JPEG, PNG, BMP, WebP, GIF or TIFF).")]
@@ -85,8 +78,8 @@ async def enroll(
     allow_duplicates: Annotated[
         bool,
         Form(
-            description="Enroll a face even if it is enrolled already or would be named as "
-            "someone else."
+            description="Enroll a face already enrolled, or one that identify would already "
+            "name as someone else (refused by default, as code `duplicate`)."
         ),
     ] = False,
 ) -> Any:
@@ -95,13 +88,12 @@ async def enroll(
     listed in `failed`; when none is enrolled the answer is an error."""
     uploads = [await _read(p, "photo") for p in photo]
     fid = _fid(request)
-    options = _supported(fid.enroll, largest=largest, allow_duplicates=allow_duplicates)
 
     def work() -> dict:
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(_decode(label, data), name, **options)
+                emb_id = fid.enroll(data, name, largest=largest, allow_duplicates=allow_duplicates)
             except FaceIDError as exc:
                 # One photo, or a bad name: the request's own error, with its own status.
                 if len(uploads) == 1 or isinstance(exc, BadName):
@@ -129,9 +121,8 @@ async def verify(
     fid = _fid(request)
 
     def work() -> dict:
-        ia, ib = _decode(la, a), _decode(lb, b)
         try:
-            return fid.verify(ia, ib, largest=largest).to_dict()
+            return fid.verify(a, b, largest=largest).to_dict()
         except FaceIDError as exc:
             raise _named(exc, f"{la} or {lb}") from None
 
@@ -159,16 +150,15 @@ async def identify(
     lists the `top_k` nearest people with their distances, and `threshold` the one used."""
     label, data = await _read(photo, "photo")
     fid = _fid(request)
-    options = _supported(fid.identify, top_k=top_k, all_faces=all_faces, largest=largest)
-    if fpir is not None:
+    options: dict[str, Any] = {"top_k": top_k, "all_faces": all_faces, "largest": largest}
+    if fpir is not None:  # passed on where the API chooses thresholds by fpir
         if "fpir" not in inspect.signature(fid.identify).parameters:
             raise UsageError("this faceid cannot choose a threshold by fpir")
         options["fpir"] = fpir
 
     def work() -> dict:
-        image = _decode(label, data)
         try:
-            faces = fid.identify(image, **options)
+            faces = fid.identify(data, **options)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {"faces": [f.to_dict() for f in faces]}
@@ -183,9 +173,8 @@ async def embed(request: Request, photo: Photo, largest: Largest = False) -> dic
     fid = _fid(request)
 
     def work() -> dict:
-        image = _decode(label, data)
         try:
-            vector = fid.embed(image, largest=largest)
+            vector = fid.embed(data, largest=largest)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {
@@ -213,13 +202,16 @@ def remove(request: Request, name: Name) -> dict:
 
 class Rename(BaseModel):
     name: str = Field(description="The new name.")
-    merge: bool = Field(False, description="Merge into the new name if it is enrolled.")
+    merge: bool = Field(
+        default=False,
+        description="Onto a name already enrolled: file both people's photos under it "
+        "(without it, that is refused: there is no undo).",
+    )
 
 
 @router.patch("/people/{name:path}", dependencies=WRITE, summary="Rename a person")
 def rename(request: Request, name: Name, body: Rename) -> dict:
-    fid = _fid(request)
-    n = fid.rename(name, body.name, **_supported(fid.rename, merge=body.merge))
+    n = _fid(request).rename(name, body.name, merge=body.merge)
     return {"renamed": name, "to": body.name.strip(), "embeddings": n}
 
 
