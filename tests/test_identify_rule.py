@@ -148,3 +148,17 @@ def test_the_api_reports_the_rule_with_each_identification(
     assert hit.threshold == hit.rule.threshold
     assert fid.identify_rule(0.1).threshold == hit.threshold
     assert fid.identify_rule(0.1, n_people=300).threshold < hit.threshold
+
+
+def test_the_shipped_model_carries_its_open_set_calibration_in_both_formats() -> None:
+    """identify's default rule needs it, whichever backend runs the shipped model."""
+    from faceid.model.encoder import Encoder
+    from faceid.model.runner import DEFAULT_ONNX, DEFAULT_PT
+
+    onnx = Encoder.load(DEFAULT_ONNX, "cpu")
+    cal = openset.check(onnx.openset)
+    assert cal["sizes"][-1] >= 496  # the issue's DevTest gallery is inside the measured sizes
+    assert 0.0 < openset.threshold_for_fpir(cal, 496, 0.01) < onnx.identify_threshold
+    pytest.importorskip("torch")
+    torch_enc = Encoder.load(DEFAULT_PT, "cpu")
+    assert torch_enc.model_id == onnx.model_id and torch_enc.openset == cal
