@@ -26,8 +26,9 @@ import numpy as np
 
 from faceid.detect import DETECT_SIDE
 from faceid.distance import squared_l2
-from faceid.errors import Duplicate, FaceIDError, NoGallery, UsageError
+from faceid.errors import Duplicate, FaceIDError, ModelError, NoGallery, UsageError
 from faceid.locations import default_gallery_path, gallery_location, is_url
+from faceid.openset import Rule
 from faceid.pipeline import Crop, Timings, crop_faces, crop_photo, crop_photos, describe
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Identification:
     box: tuple[int, int, int, int]
     matches: list[dict]
     threshold: float
+    rule: Rule | None = None  # how the threshold was chosen (see FaceID.identify_rule)
 
     @property
     def name(self) -> str:
@@ -121,6 +123,7 @@ class Identification:
             "name": self.name,
             "distance": self.distance,
             "threshold": self.threshold,
+            "rule": None if self.rule is None else self.rule.to_dict(),
             "box": list(self.box),
             "matches": self.matches,
         }
@@ -161,6 +164,8 @@ class DoctorReport:
     problems: list[str]
     repaired: list[str]
     healthy: bool
+    rule: Rule | None = None  # identify's threshold for this gallery, when the model loads
+    note: str | None = None  # why there is no rule
 
     def to_dict(self) -> dict:
         return {
@@ -168,6 +173,7 @@ class DoctorReport:
             "problems": self.problems,
             "repaired": self.repaired,
             "healthy": self.healthy,
+            "rule": None if self.rule is None else self.rule.to_dict(),
         }
 
 
@@ -311,6 +317,50 @@ class FaceID:
         """True when `threshold` was given: the model's calibrated thresholds are not in force."""
         return self._threshold is not None
 
+    def _naming_threshold(self) -> float:
+        """The distance within which identify would name someone in this gallery now."""
+        people = len(self.gallery.people()) if self.gallery.exists else 0
+        return self.identify_rule(None, people).threshold
+
+    def identify_rule(self, fpir: float | None = None, n_people: int | None = None) -> Rule:
+        """The identification threshold for this gallery, and why.
+
+        With an open-set calibration in the model, the threshold that gives `fpir` (default
+        1 %) of strangers a name among the gallery's n_people (default: as many as it holds
+        now), with the estimated share of enrolled people missed and a warning when the
+        gallery is too large for the target. A `threshold` given to FaceID overrides it;
+        models without a calibration use their stored identification threshold.
+        """
+        from faceid import openset
+
+        if fpir is not None and (
+            isinstance(fpir, bool) or not isinstance(fpir, (int, float)) or not 0.0 < fpir < 1.0
+        ):
+            raise UsageError(f"`fpir` must be a rate between 0 and 1, not {fpir!r}", param="fpir")
+        if self._threshold is not None:
+            if fpir is not None:
+                raise UsageError(
+                    "`threshold` and `fpir` contradict each other: give one",
+                    param=("threshold", "fpir"),
+                )
+            return Rule(self._threshold, "threshold")
+        calibration = self.encoder.openset
+        if calibration is None:
+            if fpir is not None:
+                raise UsageError(
+                    "this model has no open-set calibration, so `fpir` cannot be used: give a "
+                    "`threshold`, or add one with scripts/validate.py --write-openset",
+                    param="fpir",
+                )
+            return Rule(self.encoder.identify_threshold, "model")
+        if n_people is None:
+            n_people = len(self.people())
+        target = openset.DEFAULT_FPIR if fpir is None else fpir
+        try:
+            return openset.rule_for(calibration, max(1, n_people), target)
+        except ValueError as exc:
+            raise UsageError(str(exc).replace("fpir", "`fpir`", 1), param="fpir") from None
+
     # -- embeddings ------------------------------------------------------------
     def _crop(
         self, photo: Photo, pick: str = "single", on_no_face: str = "error", channels: str = "rgb"
@@ -430,7 +480,7 @@ class FaceID:
         emb = self.embed(photo, largest=largest, channels=channels)
         if not allow_duplicates:
             candidate = Candidate(name, describe(photo), emb)
-            [reason] = duplicate_reasons([candidate], self.gallery, self.identify_threshold)
+            [reason] = duplicate_reasons([candidate], self.gallery, self._naming_threshold())
             if reason:
                 raise Duplicate(
                     f"{describe(photo)}: {reason}; use `allow_duplicates` to enroll it anyway",
@@ -536,7 +586,7 @@ class FaceID:
 
         candidates = [Candidate(n, s, e) for n, s, e in done]
         with self.timings.stage("duplicates"):
-            reasons = duplicate_reasons(candidates, self.gallery, self.identify_threshold)
+            reasons = duplicate_reasons(candidates, self.gallery, self._naming_threshold())
         kept = []
         for entry, reason in zip(done, reasons):
             if reason is None:
@@ -582,13 +632,18 @@ class FaceID:
         all_faces: bool = False,
         largest: bool = False,
         channels: str = "rgb",
+        fpir: float | None = None,
     ) -> list[Identification]:
         """Nearest enrolled people for the face in a photo (or each face with all_faces).
 
         A person is scored by their closest embedding; the best match is
-        returned as a name when within the threshold, else as 'unknown'.
+        returned as a name when within the threshold, else as 'unknown'. The
+        threshold follows `identify_rule`: by default the one that gives 1 % of
+        strangers a name (fpir) for the gallery's number of people.
         """
         _whole(top_k, "top_k", 1)
+        if fpir is not None:
+            self.identify_rule(fpir, 1)  # refuse a bad fpir before the photo's work
         if all_faces and largest:
             raise UsageError(
                 "`all_faces` and `largest` contradict each other: choose one",
@@ -611,11 +666,13 @@ class FaceID:
             raise FaceIDError(f"the gallery {self.gallery_label} is empty: enroll someone first")
         with self.timings.stage("search"):
             hits = self.gallery.search(emb, top_k)
+        rule = self.identify_rule(fpir, len(self.gallery.people()))
         return [
             Identification(
                 box=f.box,
                 matches=[{"name": m.name, "distance": round(float(m.distance), 6)} for m in h],
-                threshold=self.identify_threshold,
+                threshold=rule.threshold,
+                rule=rule,
             )
             for f, h in zip(faces, hits)
         ]
@@ -674,9 +731,11 @@ class FaceID:
         if not inspect(self.gallery_path)["exists"]:
             raise self._no_gallery()
 
-    def doctor(self, *, repair: bool = False) -> DoctorReport:
+    def doctor(self, *, repair: bool = False, fpir: float | None = None) -> DoctorReport:
         """Check that the gallery's files agree with each other; with `repair`, fix what can be
-        fixed without losing anyone. Needs no model, so it works when the model is lost."""
+        fixed without losing anyone. Needs no model, so it works when the model is lost; when
+        the model loads, the report also carries identify's rule for this gallery at `fpir`,
+        whose warning says when the gallery is too large for that target."""
         from faceid.gallery.locate import inspect, open_for_doctor
 
         path = self.gallery_path
@@ -693,7 +752,14 @@ class FaceID:
         problems = gallery.check()
         actions = gallery.repair() if (repair and problems) else []
         healthy = not problems or (repair and not gallery.check())
-        return DoctorReport(self.gallery_label, problems, actions, bool(healthy))
+        report = DoctorReport(self.gallery_label, problems, actions, bool(healthy))
+        people = len(self.people()) if healthy else 0
+        if people:
+            try:
+                report.rule = self.identify_rule(fpir, people)
+            except ModelError as exc:  # the gallery's health does not depend on the model
+                report.note = f"identify's threshold unknown: {exc}"
+        return report
 
 
 def _many(values: Any, param: str = "photos") -> list:

@@ -154,7 +154,8 @@ def _model_options(fn):
             "--model",
             type=click.Path(path_type=Path),
             default=None,
-            help="Checkpoint file [default: the shipped model].",
+            help="Model: an .onnx export (onnxruntime) or a .pt checkpoint (needs torch) "
+            "[default: the shipped model].",
         ),
         click.option(
             "--device",
@@ -337,18 +338,29 @@ def verify(photo_a, photo_b, largest, timings):
     sys.exit(EXIT_OK if v.same else EXIT_NO)
 
 
+_FPIR_HELP = (
+    "Target share of strangers given a name (FPIR), for the gallery's number of people "
+    "[default: 0.01]; needs a model with an open-set calibration."
+)
+
+
 @main.command()
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--top-k", default=1, show_default=True, help="List the K nearest people.")
 @click.option("--all-faces", is_flag=True, help="Report every face of a group photo.")
 @click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @click.option("--timings", is_flag=True, help="Report milliseconds per stage.")
 @common
-def identify(photo, top_k, all_faces, largest, timings):
-    """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown)."""
+def identify(photo, top_k, all_faces, largest, fpir, timings):
+    """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown).
+
+    The threshold gives at most --fpir of strangers a name for the gallery's number of
+    people (1 % by default); --threshold sets it instead.
+    """
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    results = fid.identify(photo, top_k=top_k, all_faces=all_faces, largest=largest)
+    results = fid.identify(photo, top_k=top_k, all_faces=all_faces, largest=largest, fpir=fpir)
     lines = []
     for r in results:
         dist = f"{r.distance:.4f}" if r.distance is not None else "-"
@@ -358,11 +370,17 @@ def identify(photo, top_k, all_faces, largest, timings):
             lines += [
                 f"  {i + 1}. {m['name']}  {m['distance']:.4f}" for i, m in enumerate(r.matches)
             ]
+    rule = results[0].rule if results else None
     data = {"faces": [r.to_dict() for r in results]}
+    if rule is not None:
+        data["rule"] = rule.to_dict()
+        lines.append(rule.describe())
     if timings:
         data["timings_ms"] = _timings(fid)
         lines.append(_timing_text(fid))
     _emit(ctx, data, "\n".join(lines))
+    if rule is not None and rule.warning:
+        click.echo(_text(f"faceid: warning: {rule.warning}"), err=True)
     sys.exit(EXIT_OK if any(r.name != "unknown" for r in results) else EXIT_NO)
 
 
@@ -469,15 +487,28 @@ def embed(photos, from_list, output, on_no_face, largest, workers):
 
 @main.command()
 @click.option("--repair", is_flag=True, help="Fix what can be fixed without losing people.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @common
-def doctor(repair):
-    """Check the gallery's files agree with each other and with the model."""
+def doctor(repair, fpir):
+    """Check the gallery's files agree with each other and with the model.
+
+    Also says whether the gallery is small enough for the model to keep --fpir of strangers
+    from being given a name while still naming most enrolled people.
+    """
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    r = fid.doctor(repair=repair)
+    r = fid.doctor(repair=repair, fpir=fpir)
     lines = [f"problem: {p}" for p in r.problems] + [f"repaired: {a}" for a in r.repaired]
     lines.append(f"{r.gallery}: {'healthy' if r.healthy else 'needs repair'}")
+    if r.note:
+        lines.append(r.note)
+    if r.rule is not None:
+        lines.append(f"identify uses {r.rule.describe()}")
+        if r.rule.fnir is not None:
+            lines[-1] += f" (estimated share of enrolled people missed: {r.rule.fnir:.0%})"
     _emit(ctx, r.to_dict(), "\n".join(lines))
+    if r.rule is not None and r.rule.warning:
+        click.echo(_text(f"faceid: warning: {r.rule.warning}"), err=True)
     sys.exit(EXIT_OK if r.healthy else EXIT_NO)
 
 
@@ -638,13 +669,23 @@ def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Only these people: an LFW people file such as peopleDevTest.txt.",
 )
+@click.option(
+    "--strangers",
+    type=click.Choice(["all", "half"]),
+    default="all",
+    show_default=True,
+    help="People with too few photos to enroll and probe: all probe as strangers, or a "
+    "seeded half is enrolled as distractors instead.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the distractor draw.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @_eval_options
 @common
 def evaluate_identify_cmd(
-    root, shots, out, people_file, limit_people, seed, pick, workers, no_cache
+    root, shots, out, people_file, limit_people, strangers, seed, fpir, pick, workers, no_cache
 ):
-    """Closed-set rank-1/rank-5 (CMC) and open-set DIR@FAR on per-person folders."""
+    """Closed-set rank-1/rank-5 (CMC), open-set DIR@FAR and FNIR@FPIR (DET curve), and the
+    outcome of identify's default decision rule, on per-person folders."""
     from faceid.evaluate.run import evaluate_identify
 
     ctx = click.get_current_context()
@@ -656,6 +697,8 @@ def evaluate_identify_cmd(
         people_file=people_file,
         limit_people=limit_people,
         seed=seed,
+        strangers=strangers,
+        fpir=fpir,
         pick=pick,
         workers=workers,
         progress=_progress(ctx),
@@ -672,8 +715,14 @@ def evaluate_identify_cmd(
         lines.append(
             "open set: "
             + ", ".join(f"DIR@FAR{f} {_pct(v['dir'])}" for f, v in r["dir_at_far"].items())
+            + ", "
+            + ", ".join(f"FNIR@FPIR{f} {_pct(v['fnir'])}" for f, v in r["fnir_at_fpir"].items())
         )
+    dr = r["default_rule"]
     lines += [
+        f"at the default rule ({dr['rule']['reason']}, threshold {dr['threshold']:.4f}): genuine "
+        f"named right {_pct(dr['genuine_identified'])}, strangers given a name "
+        f"{_pct(dr['strangers_named'])}",
         f"at threshold {st['threshold']:.4f} ({_source(r)}): genuine identified "
         f"{_pct(st['genuine_identified'])}, impostors rejected {_pct(st['impostor_rejected'])}",
         _wall_text(r) + f" (cache: {r['cache']['hits']} hit(s), {r['cache']['misses']} miss(es))",

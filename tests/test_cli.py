@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import FaceIDRun, Run, manifest_bytes
 
 VERIFY_FIELDS = {"same", "distance", "threshold", "faces"}
-FACE_FIELDS = {"name", "distance", "threshold", "box", "matches"}
+FACE_FIELDS = {"name", "distance", "threshold", "rule", "box", "matches"}
 
 
 def ok(run: Run, code: int = 0) -> Run:
@@ -345,7 +345,8 @@ def test_identify_within_threshold_names_the_person_and_exits_0(
 ) -> None:
     probe = photos["Carlos_Moya"][1]
     data = ok(faceid_run("identify", probe, "--json", "--threshold", "4")).json()
-    assert set(data) == {"faces"}
+    assert set(data) == {"faces", "rule"}
+    assert data["rule"]["kind"] == "threshold" and data["rule"]["reason"] == "given"
     [hit] = data["faces"]
     assert set(hit) == FACE_FIELDS
     assert hit["name"] in photos
@@ -631,7 +632,7 @@ def test_doctor_calls_an_enrolled_gallery_healthy(faceid_run: FaceIDRun, face: P
     run = ok(faceid_run("doctor"))
     assert "healthy" in run.stdout
     data = ok(faceid_run("doctor", "--json")).json()
-    assert set(data) == {"gallery", "problems", "repaired", "healthy"}
+    assert set(data) == {"gallery", "problems", "repaired", "healthy", "rule"}
     assert data["healthy"] is True
 
 

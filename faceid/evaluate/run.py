@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["PICKS", "evaluate_pairs", "evaluate_identify", "calibrate", "embed_photos"]
 
 PICKS = ("center", "largest")
+STRANGERS = {"all": 0.0, "half": 0.5}
+"""--strangers: the share of the one-photo people enrolled as distractors instead of probed."""
 ON_NO_FACE = "full-image"
 CHUNK = 2000
 """Photos embedded (and cached) per embed_many call: an interrupted run loses at most this."""
@@ -440,6 +442,8 @@ def evaluate_identify(
     people_file: str | os.PathLike | None = None,
     limit_people: int | None = None,
     seed: int = 0,
+    strangers: str = "all",
+    fpir: float | None = None,
     max_rank: int = 10,
     pick: str = "center",
     workers: int = 0,
@@ -449,14 +453,19 @@ def evaluate_identify(
     """Closed- and open-set identification on a folder of per-person folders.
 
     People with more than ``shots`` photos enrol ``shots`` of them and probe with
-    the rest; of the others, a seeded half enrol as distractors and the rest probe
-    as impostors who should be rejected (see ``protocols.identify_split``). The
-    gallery is small enough for an exact numpy distance matrix, which also keeps
-    ties and ranks exactly as ``metrics`` defines them. Writes report.json and
-    cmc.png; returns the report as written.
+    the rest; the others are strangers: with ``strangers="all"`` every one of them
+    probes as an impostor who should be rejected, with ``"half"`` a seeded half
+    enrol as distractors instead, making the gallery more crowded (see
+    ``protocols.identify_split``). The gallery is small enough for an exact numpy
+    distance matrix, which also keeps ties and ranks exactly as ``metrics``
+    defines them. Besides the fixed-rate figures it scores the decision rule a
+    user of ``identify`` gets for this gallery's number of people (the model's
+    open-set rule at ``fpir``, default 1 %, or the given threshold). Writes
+    report.json, cmc.png and det.png; returns the report as written.
     """
+    from faceid.evaluate import metrics
     from faceid.evaluate.protocols import identify_split, scan_identities
-    from faceid.evaluate.report import identify_report, plot_cmc
+    from faceid.evaluate.report import identify_report, plot_cmc, plot_det
 
     _check_pick(pick)
     if shots < 1:
@@ -474,7 +483,11 @@ def evaluate_identify(
         identities = {n: v for n, v in identities.items() if n in wanted}
     if limit_people is not None:
         identities = _limit_people(identities, limit_people, shots)
-    split = identify_split(identities, shots=shots, seed=seed)
+    if strangers not in STRANGERS:
+        raise UsageError(f"unknown --strangers {strangers!r}: use one of {', '.join(STRANGERS)}")
+    split = identify_split(
+        identities, shots=shots, distractor_share=STRANGERS[strangers], seed=seed
+    )
     if not split.genuine_probes:
         raise FaceIDError(
             f"{os.fsdecode(root)}: nobody has more than {shots} photo(s), so nobody can be "
@@ -498,6 +511,8 @@ def evaluate_identify(
     search_s = time.perf_counter() - t
 
     threshold = _threshold_info(fid, "identify")
+    gallery_people = len({n for n, _ in split.gallery})
+    rule = fid.identify_rule(fpir, gallery_people)
     t = time.perf_counter()
     figures = identify_report(
         genuine_dist,
@@ -505,6 +520,7 @@ def evaluate_identify(
         [n for n, _ in split.gallery],
         impostor_dist,
         stored_threshold=threshold["value"],
+        rule=rule.to_dict(),
         max_rank=max_rank,
     )
     metrics_s = time.perf_counter() - t
@@ -513,6 +529,20 @@ def evaluate_identify(
     plots = {"cmc": "cmc.png"} if can_plot() else {}
     if plots:
         plot_cmc(figures["cmc"], out / plots["cmc"])
+    if plots and split.impostor_probes:
+        plots["det"] = "det.png"
+        named = metrics.true_ranks(
+            genuine_dist, [n for n, _ in split.genuine_probes], [n for n, _ in split.gallery]
+        )
+        at = figures["default_rule"]
+        plot_det(
+            *metrics.det(genuine_dist.min(axis=1), named == 1, impostor_dist.min(axis=1))[:2],
+            out / plots["det"],
+            label=fid.encoder.model_id,
+            marks={
+                rule.describe(): (at["strangers_named"], 1.0 - at["genuine_identified"]),
+            },
+        )
     plots_s = time.perf_counter() - t
 
     fallback_files = embedded.fallbacks(paths)
@@ -529,6 +559,7 @@ def evaluate_identify(
             "upsample": fid.upsample,
             "shots": shots,
             "seed": seed,
+            "strangers": strangers,
             "limit_people": limit_people,
             "people_file": None if people_file is None else os.fsdecode(people_file),
             "search": "exact (numpy)",

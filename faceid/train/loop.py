@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from faceid.atomic import atomic_open
-from faceid.distance import squared_l2
+from faceid.distance import pairwise_squared_l2, squared_l2
 from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from faceid.model.net import PREPROCESS, FaceNet, NetConfig, normalize
 from faceid.train.augment import augment
@@ -40,6 +40,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     val_share: float = 0.1
+    select: str = "auto"  # best-epoch criterion: see SELECT
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -101,25 +102,98 @@ def pair_distances(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, device: s
     return squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
 
 
-def validate(
-    net: FaceNet, crops: np.ndarray, pairs: np.ndarray, same: np.ndarray, device: str
-) -> dict:
+OPENSET_PEOPLE = 500
+"""Gallery size of validation's open-set figure: about the issue's 496 DevTest people."""
+OPENSET_MIN_PEOPLE = 3
+"""Fewer validation people than this cannot make a gallery with strangers to calibrate on."""
+SELECT = {
+    # name: (row key, larger is better); "auto" is "openset" when the row has it, else "auc"
+    "auc": ("val_auc", True),
+    "tar1e-3": ("val_tar_far1e-3", True),
+    "openset": (f"val_fnir_fpir1e-2_n{OPENSET_PEOPLE}", False),
+}
+
+
+def openset_figures(emb: np.ndarray, labels: np.ndarray, *, draws: int = 32) -> tuple[dict, dict]:
+    """Open-set figures of held-out people, and the calibration they come from.
+
+    rank-1: the first photo of each person enrolled, the others searched for. FNIR at
+    FPIR 1 %: the share of enrolled people's photos not named right at the threshold that
+    names 1 % of strangers, for a gallery of OPENSET_PEOPLE (estimated by faceid.openset
+    from galleries drawn among these people, extrapolated in log N past their number).
+    """
+    from faceid import openset
     from faceid.evaluate import metrics
 
-    dist = pair_distances(net, crops, pairs, device)
+    cal = openset.calibrate_embeddings(emb, labels, draws=draws)
+    first = np.unique(labels, return_index=True)[1]
+    probes = np.setdiff1d(np.arange(labels.size), first)
+    dist = pairwise_squared_l2(emb[probes], emb[first])
+    ranks = metrics.true_ranks(dist, labels[probes], labels[first])
+    rule = openset.rule_for(cal, OPENSET_PEOPLE, 0.01)
+    figures = {
+        "val_rank1": float(np.mean(ranks == 1)),
+        "val_openset_people": int(first.size),
+        f"val_threshold_fpir1e-2_n{OPENSET_PEOPLE}": float(rule.threshold),
+        SELECT["openset"][0]: float(rule.fnir),
+    }
+    return figures, cal
+
+
+def validate(
+    net: FaceNet,
+    crops: np.ndarray,
+    pairs: np.ndarray,
+    same: np.ndarray,
+    device: str,
+    labels: np.ndarray | None = None,
+) -> dict:
+    """Verification figures on the validation pairs; with labels, open-set figures too."""
+    from faceid.evaluate import metrics
+
+    emb = embed(net, crops, device)
+    dist = squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
     threshold, acc = metrics.best_threshold(dist, same)
     tar, _ = metrics.tar_at_far(dist, same, 1e-2)
-    return {
+    row = {
         "val_accuracy": float(acc),
         "val_threshold": float(threshold),
         "val_threshold_far1e-2": float(metrics.threshold_at_far(dist, same, 1e-2)),
         "val_auc": float(metrics.roc_auc(dist, same)),
         "val_tar_far1e-2": float(tar),
+        # 1e-3 is below a validation set's resolution unless it has 1,000+ impostor pairs:
+        # see val_far_resolution.
+        "val_tar_far1e-3": float(metrics.tar_at_far(dist, same, 1e-3)[0]),
+        "val_far_resolution": 1.0 / max(1, int((~same).sum())),
         # Pairs are listed same-first: interleave folds so each holds both kinds.
         "val_kfold_accuracy": float(
             metrics.kfold_accuracy(dist, same, np.arange(len(same)) % 10)["mean"]
         ),
     }
+    if labels is not None and np.unique(labels).size >= OPENSET_MIN_PEOPLE:
+        row.update(openset_figures(emb, labels)[0])
+    return row
+
+
+def is_better(row: dict, best: dict | None, select: str = "auto") -> bool:
+    """Whether an epoch's validation row beats the best so far, by `select` (see SELECT).
+
+    "auto" uses the open-set figure when both rows have it (older runs' rows may not),
+    else the ROC AUC. Ties go to the higher AUC.
+    """
+    if best is None:
+        return True
+    if select == "auto":
+        key = SELECT["openset"][0]
+        select = "openset" if key in row and key in best else "auc"
+    if select not in SELECT:
+        raise ValueError(f"unknown select {select!r}: use auto or one of {', '.join(SELECT)}")
+    key, larger = SELECT[select]
+    if key not in best:
+        return True
+    if row[key] != best[key]:
+        return row[key] > best[key] if larger else row[key] < best[key]
+    return row["val_auc"] > best["val_auc"]
 
 
 def lr_at(step: float, total: float, warmup: float, base: float) -> float:
@@ -233,11 +307,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             seconds=round(elapsed, 1),
             images_per_s=round(steps_per_epoch * len(batch) / (time.time() - t0), 1),
         )
-        row.update(validate(net, val_crops, val_pairs, val_same, device))
-        is_best = best is None or row["val_auc"] > best["val_auc"]
-        if is_best:
+        row.update(validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx]))
+        if is_better(row, best, cfg.select):
             best = row
-            _export(net, cfg, row, out / "best.pt")
+            _export(net, cfg, row, out / "best.pt", val_crops, data.labels[val_idx])
         log.write(json.dumps(row) + "\n")
         log.flush()
         if progress:
@@ -267,15 +340,31 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     return best
 
 
-def _export(net: FaceNet, cfg: TrainConfig, row: dict, path: Path) -> None:
-    """A self-contained inference checkpoint, threshold calibrated on validation people."""
+def _export(
+    net: FaceNet,
+    cfg: TrainConfig,
+    row: dict,
+    path: Path,
+    val_crops: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+) -> None:
+    """A self-contained inference checkpoint, calibrated on validation people: the
+    verification thresholds, and (given their crops) the open-set calibration identify
+    uses to choose its threshold for a gallery's size (meta["openset"])."""
+    meta = {"train_config": asdict(cfg) | {"people": None}, "validation": row}
+    if val_labels is not None and np.unique(val_labels).size >= OPENSET_MIN_PEOPLE:
+        device = next(net.parameters()).device.type
+        emb = embed(net, val_crops, device)
+        cal = openset_figures(emb, val_labels, draws=64)[1]
+        cal["source"]["people_from"] = "the training run's validation people (held out)"
+        meta["openset"] = cal
     ckpt = Checkpoint(
         config=NetConfig.from_dict(cfg.net).to_dict(),
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         threshold=row["val_threshold"],
         identify_threshold=row["val_threshold_far1e-2"],
         preprocess=dict(PREPROCESS),
-        meta={"train_config": asdict(cfg) | {"people": None}, "validation": row},
+        meta=meta,
     )
     save_checkpoint(ckpt, path, overwrite=True)
     load_checkpoint(path)  # refuse to leave a checkpoint that does not read back
