@@ -43,7 +43,9 @@ from faceid.train.miners import MINERS
     "of dlib's network describes the very augmented views and blends the student sees "
     "(needs a cache prepared with --master).",
 )
-@click.option("--blends", default=32, show_default=True, help="Online: two-person blends per batch.")
+@click.option(
+    "--blends", default=32, show_default=True, help="Online: two-person blends per batch."
+)
 @click.option(
     "--relational",
     default=1.0,

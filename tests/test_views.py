@@ -56,7 +56,9 @@ def test_an_unjittered_master_gives_the_inference_crop_and_dlibs_chip(face_photo
     from faceid.detect import shape_predictor
 
     rect = dlib.rectangle(*[int(v) for v in face_box])
-    dlib_chip = np.asarray(dlib.get_face_chip(image, shape_predictor()(image, rect), size=150, padding=0.25))
+    dlib_chip = np.asarray(
+        dlib.get_face_chip(image, shape_predictor()(image, rect), size=150, padding=0.25)
+    )
     mine = chips[0].permute(1, 2, 0).numpy()
     assert np.abs(mine - dlib_chip).mean() < 6
 
