@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceid.detect import DETECT_SIDE
 from faceid.errors import FaceIDError, NoFace, UsageError
 from faceid.pipeline import Crop, Timings, crop_photo, crop_photos
 
@@ -95,6 +96,8 @@ class FaceID:
     threshold: overrides the model's calibrated squared-L2 thresholds (verification's and
     the stricter one identification uses).
     upsample: HOG detector upsampling (1 finds faces down to ~40 px).
+    detect_side: detection runs on a copy of at most this long side (faces down to 1/20 of
+    it are found in larger photos); raise it to find smaller faces in big photos, at a cost.
     index: FAISS factory string of a gallery this object creates ("Flat": exact).
     index_switch: rebuild the index as `approx_index` (default HNSW32) once the gallery holds
     more than this many faces (0: never); recorded in the gallery. None keeps what the gallery
@@ -109,6 +112,7 @@ class FaceID:
         threshold: float | None = None,
         device: str = "auto",
         upsample: int = 1,
+        detect_side: int | None = None,
         index: str = "Flat",
         index_switch: int | None = None,
         approx_index: str | None = None,
@@ -117,6 +121,7 @@ class FaceID:
         self.model_path = model
         self.device = device
         self.upsample = upsample
+        self.detect_side = detect_side
         self.index = index
         self.index_switch = index_switch
         self.approx_index = approx_index
@@ -139,10 +144,10 @@ class FaceID:
     @property
     def detector(self):
         if self._detector is None:
-            from faceid.detect import DlibHOGDetector
+            from faceid.detect import DETECT_SIDE, DlibHOGDetector
 
             with self.timings.stage("load_detector"):
-                self._detector = DlibHOGDetector(self.upsample)
+                self._detector = DlibHOGDetector(self.upsample, self.detect_side or DETECT_SIDE)
         return self._detector
 
     @property
@@ -229,6 +234,7 @@ class FaceID:
                 [os.fspath(p) for p in photos],
                 self.encoder.input_size,
                 upsample=self.upsample,
+                detect_side=self.detect_side or DETECT_SIDE,
                 pick=pick or ("largest" if largest else "single"),
                 on_no_face=on_no_face,
                 workers=workers,
@@ -327,6 +333,7 @@ class FaceID:
             [p for _, p in items],
             self.encoder.input_size,
             upsample=self.upsample,
+            detect_side=self.detect_side or DETECT_SIDE,
             pick="largest" if largest else "single",
             workers=workers,
             progress=progress,
@@ -405,9 +412,7 @@ class FaceID:
         A person is scored by their closest embedding; the best match is
         returned as a name when within the threshold, else as 'unknown'.
         """
-        from faceid.align import align
-        from faceid.imageio import load_image
-        from faceid.pipeline import choose_face
+        from faceid.pipeline import align_face, choose_face, find_faces, open_picture
 
         if top_k < 1:
             raise UsageError("--top-k must be at least 1")
@@ -415,15 +420,16 @@ class FaceID:
         # Loaded before the stages start, so their own stages are not counted twice.
         detector, size = self.detector, self.encoder.input_size
         with self.timings.stage("load"):
-            image = photo if isinstance(photo, np.ndarray) else load_image(photo)
+            picture = open_picture(photo, detector)
         with self.timings.stage("detect"):
-            faces = detector.detect(image)
+            faces = find_faces(picture, detector)
         if not faces:
             raise NoFace(f"{source}: no face found")
         if not all_faces:
-            faces = [choose_face(faces, image, "largest" if largest else "single", source)]
+            pick = "largest" if largest else "single"
+            faces = [choose_face(faces, picture.full_shape, pick, source)]
         with self.timings.stage("align"):
-            crops = np.stack([align(image, f.landmarks, size) for f in faces])
+            crops = np.stack([align_face(picture, f, size) for f in faces])
         emb = self._encode(crops)
         with self.timings.stage("load_gallery"):  # manifest + index: once per process
             empty = len(self.gallery) == 0
@@ -446,10 +452,25 @@ class FaceID:
 
         return Gallery.inspect(self.gallery_path)["people"]
 
+    def _housekeeping_gallery(self):
+        """The gallery for remove and rename, which embed nothing: with no model named, it is
+        opened as the model its manifest records, so the model is never loaded for them."""
+        from faceid.gallery import Gallery
+
+        if self._gallery is not None or self.model_path is not None:
+            return self.gallery
+        info = Gallery.inspect(self.gallery_path)
+        if info["model_id"] is None:  # no gallery yet: the usual path says so
+            return self.gallery
+        self._gallery = Gallery(
+            self.gallery_path, model_id=info["model_id"], dim=info["dim"], index_factory=self.index
+        )
+        return self._gallery
+
     def remove(self, name: str) -> int:
-        return self.gallery.remove(name)
+        return self._housekeeping_gallery().remove(name)
 
     def rename(self, old: str, new: str) -> int:
         from faceid.gallery import validate_name
 
-        return self.gallery.rename(old, validate_name(new))
+        return self._housekeeping_gallery().rename(old, validate_name(new))

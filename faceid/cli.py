@@ -93,10 +93,10 @@ def guarded(fn):
     return wrapper
 
 
-def common(fn):
-    """Options every command takes."""
+def _model_options(fn):
+    """The options that choose the gallery, model and device: every command that builds a
+    FaceID takes them, `serve` included."""
     options = [
-        click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout."),
         click.option(
             "--gallery",
             type=click.Path(path_type=Path),
@@ -125,6 +125,18 @@ def common(fn):
     ]
     for option in reversed(options):
         fn = option(fn)
+    return fn
+
+
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+        raise UsageError(f"--threshold must be a finite number >= 0, not {threshold}")
+
+
+def common(fn):
+    """Options every command takes."""
+    fn = _model_options(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, as_json, gallery, threshold, model, device, **kwargs):
@@ -132,8 +144,7 @@ def common(fn):
 
         ctx = click.get_current_context()
         ctx.obj = {"json": as_json}
-        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
-            raise UsageError(f"--threshold must be a finite number >= 0, not {threshold}")
+        _check_threshold(threshold)
         ctx.obj["fid"] = FaceID(gallery=gallery, model=model, threshold=threshold, device=device)
         return fn(*args, **kwargs)
 
@@ -620,6 +631,163 @@ def calibrate(pairs_file, root, output, target_far, force, pick, workers, no_cac
     for w in r["warnings"]:
         click.echo(f"faceid: warning: {w}", err=True)
     _emit(ctx, r, "\n".join(lines))
+
+
+
+# --- the service ------------------------------------------------------------------
+
+
+def _server():
+    """faceid.server, or a usage error saying how to install it."""
+    try:
+        import faceid.server as server
+    except ImportError as exc:
+        raise UsageError(
+            f"faceid serve needs the serve extra ({exc.name} is missing): "
+            "pip install 'faceid[serve]'"
+        ) from None
+    return server
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes, each with its own copy of the model.",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Face-work threads per process [default: CPU cores].",
+)
+@click.option(
+    "--queue",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Requests that may wait for a thread; beyond that the service answers 429.",
+)
+@click.option(
+    "--max-body-mb",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest request body accepted (413 beyond).",
+)
+@click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="API keys file [default: $FACEID_KEYS or ~/.config/faceid/keys.json].",
+)
+@click.option(
+    "--cors-origin",
+    multiple=True,
+    help="Allow browser pages from this origin to call the API (repeatable; off by default).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@_model_options
+@guarded
+def serve(
+    host, port, workers, threads, queue, max_body_mb, keys_path, cors_origin, log_level,
+    gallery, threshold, model, device,
+):
+    """Serve the API (/v1/...), its docs (/docs) and a web page (/) over HTTP.
+
+    Without API keys (`faceid keys add`) the service only listens on loopback.
+    """
+    server = _server()
+    _check_threshold(threshold)
+    config = server.ServerConfig(
+        gallery=None if gallery is None else str(gallery),
+        model=None if model is None else str(model),
+        threshold=threshold,
+        device=device,
+        host=host,
+        queue=queue,
+        max_body=int(max_body_mb * 1_000_000),
+        cors_origins=list(cors_origin),
+    )
+    if keys_path is not None:
+        config.keys = str(keys_path)
+    if threads is not None:
+        config.threads = threads
+    server.serve(config, port=port, workers=workers, log_level=log_level)
+
+
+@main.group()
+def keys() -> None:
+    """API keys of `faceid serve`: stored hashed; shown once, when added."""
+
+
+def _keys_options(fn):
+    fn = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")(fn)
+    return click.option(
+        "--keys",
+        "keys_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="API keys file [default: $FACEID_KEYS or ~/.config/faceid/keys.json].",
+    )(fn)
+
+
+def _key_store(keys_path):
+    from faceid.server.keys import KeyStore, default_keys_path
+
+    ctx = click.get_current_context()
+    ctx.obj = {"json": ctx.params.get("as_json", False)}
+    return KeyStore(keys_path or default_keys_path())
+
+
+@keys.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["read", "write"]), required=True)
+@_keys_options
+@guarded
+def keys_add(name, role, keys_path, as_json):
+    """Create a key NAME with a role (read: verify/identify/embed/list; write: also enroll,
+    rename, remove) and print it: it is stored hashed and cannot be shown again."""
+    store = _key_store(keys_path)
+    key = store.add(name, role)
+    _emit(
+        click.get_current_context(),
+        {"name": name, "role": role, "key": key, "file": str(store.path)},
+        f"{key}\n(key {name!r}, role {role}: send it as the X-API-Key header; it is stored "
+        f"hashed in {store.path} and cannot be shown again)",
+    )
+
+
+@keys.command("list")
+@_keys_options
+@guarded
+def keys_list(keys_path, as_json):
+    """List keys: names, roles and creation times (never the keys)."""
+    store = _key_store(keys_path)
+    rows = [{"name": k.name, "role": k.role, "created": k.created} for k in store.keys()]
+    text = "\n".join(f"{r['name']}\t{r['role']}\t{r['created']}" for r in rows)
+    _emit(click.get_current_context(), {"keys": rows}, text or f"no keys in {store.path}")
+
+
+@keys.command("remove")
+@click.argument("name")
+@_keys_options
+@guarded
+def keys_remove(name, keys_path, as_json):
+    """Revoke a key: the service refuses it from its next request on."""
+    store = _key_store(keys_path)
+    store.remove(name)
+    _emit(click.get_current_context(), {"removed": name}, f"removed key {name!r}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from faceid.align import align
-from faceid.detect import Detector, DlibHOGDetector, Face, landmarks_in_box
+from faceid.align import MAX_SHRINK, TEMPLATE_5PT, align
+from faceid.detect import DETECT_SIDE, Detector, DlibHOGDetector, Face, landmarks_in_box
 from faceid.errors import FaceIDError, ManyFaces, NoFace, UsageError
-from faceid.imageio import load_image
+from faceid.imageio import Picture, load_picture
 
 ON_NO_FACE = ("error", "skip", "full-image")
 PICK = ("single", "largest", "center")
@@ -47,8 +47,36 @@ def fallback_face(image: np.ndarray) -> Face:
     return Face(box=box, landmarks=landmarks_in_box(image, box), score=float("nan"))
 
 
-def choose_face(faces: list[Face], image: np.ndarray, pick: str, source: str) -> Face:
-    """One face by policy: 'single' refuses several, 'largest' and 'center' choose."""
+def open_picture(source: str | os.PathLike | np.ndarray, detector: Detector) -> Picture:
+    """Decode a photo for `detector`: a large JPEG at reduced size (its detection copy is
+    shrunk to DETECT_SIDE anyway), anything else at full resolution."""
+    side = getattr(detector, "max_side", DETECT_SIDE)
+    return load_picture(source, reduce_to=side)
+
+
+def find_faces(picture: Picture, detector: Detector) -> list[Face]:
+    """Faces in full-resolution coordinates, whatever size the picture was decoded at."""
+    return [f.scaled(picture.scale) for f in detector.detect(picture.image)]
+
+
+def align_face(picture: Picture, face: Face, size: int) -> np.ndarray:
+    """The aligned crop, from the reduced decode when it holds enough pixels of this face
+    (more than MAX_SHRINK per crop pixel), else from the full-resolution pixels."""
+    eyes = np.linalg.norm(face.landmarks[[0, 1]].mean(0) - face.landmarks[[2, 3]].mean(0))
+    template_eyes = np.linalg.norm(TEMPLATE_5PT[[0, 1]].mean(0) - TEMPLATE_5PT[[2, 3]].mean(0))
+    per_crop_pixel = eyes / picture.scale / (template_eyes * size)
+    if picture.scale == 1.0 or per_crop_pixel < MAX_SHRINK:
+        return align(picture.full(), face.landmarks, size)
+    points = (face.landmarks + 0.5) / picture.scale - 0.5
+    return align(picture.image, points, size)
+
+
+def choose_face(
+    faces: list[Face], image: np.ndarray | tuple[int, ...], pick: str, source: str
+) -> Face:
+    """One face by policy: 'single' refuses several, 'largest' and 'center' choose.
+
+    image: the photo, or its (height, width) at the faces' resolution."""
     if not faces:
         raise NoFace(f"{source}: no face found")
     if pick == "single":
@@ -60,7 +88,8 @@ def choose_face(faces: list[Face], image: np.ndarray, pick: str, source: str) ->
     if pick == "largest":
         return max(faces, key=lambda f: f.area)
     if pick == "center":
-        cy, cx = image.shape[0] / 2, image.shape[1] / 2
+        shape = image.shape if isinstance(image, np.ndarray) else image
+        cy, cx = shape[0] / 2, shape[1] / 2
         return min(
             faces,
             key=lambda f: (
@@ -104,20 +133,20 @@ def crop_photo(
     name = "<array>" if isinstance(source, np.ndarray) else os.fsdecode(source)
     try:
         with timings.stage("load"):
-            image = source if isinstance(source, np.ndarray) else load_image(source)
+            picture = open_picture(source, detector)
         with timings.stage("detect"):
-            faces = detector.detect(image)
+            faces = find_faces(picture, detector)
         status = "ok"
         if not faces and on_no_face == "skip":
             return Crop(
                 name, None, status="skipped", error=f"{name}: no face found", timings=timings
             )
         if not faces and on_no_face == "full-image":
-            face, status = fallback_face(image), "fallback"
+            face, status = fallback_face(picture.full()), "fallback"
         else:
-            face = choose_face(faces, image, pick, name)
+            face = choose_face(faces, picture.full_shape, pick, name)
         with timings.stage("align"):
-            crop = align(image, face.landmarks, size)
+            crop = align_face(picture, face, size)
         return Crop(name, crop, face, status, timings=timings)
     except FaceIDError as exc:
         return Crop(name, None, status="error", error=str(exc), timings=timings, exception=exc)
@@ -136,11 +165,11 @@ def resolve_workers(workers: int = 0) -> int:
         return os.cpu_count() or 1
 
 
-def _init(upsample: int) -> None:
+def _init(upsample: int, detect_side: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one worker per core already
-    _worker["detector"] = DlibHOGDetector(upsample)
+    _worker["detector"] = DlibHOGDetector(upsample, detect_side)
 
 
 def _run(args: tuple) -> Crop:
@@ -158,6 +187,7 @@ def crop_photos(
     workers: int = 0,
     progress: bool = False,
     detector: Detector | None = None,
+    detect_side: int = DETECT_SIDE,
 ) -> Iterator[Crop]:
     """crop_photo over many files, in input order, in worker processes when workers > 1.
 
@@ -170,11 +200,11 @@ def crop_photos(
     jobs = [(s, size, pick, on_no_face) for s in sources]
     bar = dict(total=len(jobs), desc="detect", unit="photo", disable=not progress)
     if workers <= 1 or len(jobs) < 8:
-        detector = detector or DlibHOGDetector(upsample)
+        detector = detector or DlibHOGDetector(upsample, detect_side)
         for job in tqdm(jobs, **bar):
             yield crop_photo(job[0], detector, size, pick=pick, on_no_face=on_no_face)
         return
     # spawn, not fork: the parent may hold torch or OpenCV thread pools, which a forked
     # child can inherit locked and hang on (seen with OpenCV after torch was loaded).
-    with get_context("spawn").Pool(workers, _init, (upsample,)) as pool:
+    with get_context("spawn").Pool(workers, _init, (upsample, detect_side)) as pool:
         yield from tqdm(pool.imap(_run, jobs, chunksize=4), **bar)

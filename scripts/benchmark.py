@@ -24,7 +24,7 @@ Sections:
 3. Search at --sizes gallery sizes: exact (Flat) against approximate (HNSW, optionally IVF)
    indexes built and tuned exactly as the gallery builds them, queried one at a time through
    the gallery's own search code (`faceid.gallery.search_people`); with faiss-gpu and a GPU,
-   also the exact index copied to the GPU as the gallery copies it (`faceid.faiss_gpu`).
+   also the exact index copied to the GPU as the gallery copies it (`faceid.gallery.faiss_gpu`).
    The base is the model's
    embeddings of LFW faces; larger sizes add synthetic faces made from real ones (embedding +
    gaussian noise, renormalised). Queries are real embeddings of held-out photos of enrolled
@@ -95,7 +95,7 @@ def spread(items: list, n: int) -> list:
 def machine() -> dict:
     import torch
 
-    from faceid.faiss_gpu import gpu_count
+    from faceid.gallery.faiss_gpu import gpu_count
 
     try:
         import faiss
@@ -556,8 +556,8 @@ def measure_search(
     ef_sweep: list[int],
     seed: int,
 ) -> tuple[list[dict], list[dict], dict]:
-    from faceid.faiss_gpu import to_gpu
     from faceid.gallery import tune_index
+    from faceid.gallery.faiss_gpu import to_gpu
 
     rng = np.random.default_rng(seed)
     order, query_rows = split_queries(names, n_queries, rng)

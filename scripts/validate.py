@@ -22,10 +22,11 @@ import click
 def main(cache: Path, model: Path | None, val_share: float, seed: int) -> None:
     from faceid.evaluate import metrics
     from faceid.model.encoder import Encoder
+    from faceid.model.runner import DEFAULT_PT
     from faceid.train.data import FaceCache
     from faceid.train.loop import pair_distances, split_people, validation_pairs
 
-    enc = Encoder.load(model, "cpu")
+    enc = Encoder.load(model or DEFAULT_PT, "cpu")  # torch: uses the network
     data = FaceCache.load(cache)
     _, val_idx = split_people(data.labels, val_share, seed)
     pairs, same = validation_pairs(data.labels[val_idx], seed)

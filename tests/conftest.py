@@ -139,12 +139,14 @@ def gallery(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _detectors() -> dict[int, object]:
+def _detectors() -> dict[tuple[int, int], object]:
     return {}
 
 
 @pytest.fixture
-def fast_cpu(monkeypatch: pytest.MonkeyPatch, _detectors: dict[int, object]) -> Iterator[None]:
+def fast_cpu(
+    monkeypatch: pytest.MonkeyPatch, _detectors: dict[tuple[int, int], object]
+) -> Iterator[None]:
     """Make each in-process CLI run cheap without changing what it computes.
 
     - One dlib detector per upsample for the whole session: building one costs ~0.2 s and a
@@ -159,10 +161,10 @@ def fast_cpu(monkeypatch: pytest.MonkeyPatch, _detectors: dict[int, object]) -> 
 
     real = faceid.detect.DlibHOGDetector
 
-    def shared(upsample: int = 1) -> object:
-        if upsample not in _detectors:
-            _detectors[upsample] = real(upsample)
-        return _detectors[upsample]
+    def shared(upsample: int = 1, max_side: int = faceid.detect.DETECT_SIDE) -> object:
+        if (upsample, max_side) not in _detectors:
+            _detectors[upsample, max_side] = real(upsample, max_side)
+        return _detectors[upsample, max_side]
 
     monkeypatch.setattr(faceid.detect, "DlibHOGDetector", shared)
     monkeypatch.setattr(faceid.pipeline, "DlibHOGDetector", shared, raising=False)

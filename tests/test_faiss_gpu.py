@@ -12,8 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
-from faceid import faiss_gpu
-from faceid.gallery import Gallery, make_index
+from faceid.gallery import Gallery, faiss_gpu, make_index
 from tests.test_gallery import DIM, MODEL, unit
 
 

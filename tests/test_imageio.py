@@ -106,7 +106,7 @@ def assert_rgb(arr: np.ndarray, height: int, width: int) -> None:
 
 
 def test_public_constants_match_the_contract() -> None:
-    assert MAX_PIXELS == 40_000_000
+    assert MAX_PIXELS == 120_000_000  # a 108 MP phone photo fits
     assert SUPPORTED_SUFFIXES == frozenset(
         {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
     )
@@ -500,9 +500,9 @@ def test_header_claiming_30000x30000_is_refused_quickly_by_the_pixel_limit(
 
 
 def test_header_just_over_max_pixels_is_refused_by_our_limit_before_decoding() -> None:
-    # 8000 x 8000 = 64M: above MAX_PIXELS but below Pillow's own bomb threshold.
-    message = bad(png_header_only(8_000, 8_000), "pixel limit")
-    assert "40,000,000" in message and "8000x8000" in message
+    # 12000 x 11000 = 132M: above MAX_PIXELS but below Pillow's own bomb threshold.
+    message = bad(png_header_only(12_000, 11_000), "pixel limit")
+    assert "120,000,000" in message and "12000x11000" in message
 
 
 def test_max_pixels_argument_lowers_the_limit() -> None:

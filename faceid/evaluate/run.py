@@ -68,9 +68,44 @@ def _settings(fid: FaceID, pick: str) -> dict:
         "on_no_face": ON_NO_FACE,
         "upsample": int(fid.upsample),
         "input_size": int(enc.input_size),
-        "preprocess": enc.checkpoint.preprocess,
+        "preprocess": enc.preprocess,
         "detector": "dlib-hog",
     }
+
+
+def _checkpoint_of(fid: FaceID):
+    """The torch checkpoint behind fid's model: calibrate writes a checkpoint, not an ONNX file.
+
+    The shipped ONNX model is the export of the shipped checkpoint (same weights, same id), so
+    that one is used; for another .onnx the user passes the .pt it was exported from.
+    """
+    from faceid.model.checkpoint import load_checkpoint
+    from faceid.model.runner import DEFAULT_ONNX, DEFAULT_PT
+
+    enc = fid.encoder
+    if enc.checkpoint is not None:
+        return enc.checkpoint
+    path = fid.model_path
+    if path is not None and Path(path).resolve() != DEFAULT_ONNX:
+        raise ModelError(
+            f"calibrate writes a checkpoint: pass the .pt that {os.fsdecode(path)} was exported "
+            "from with --model"
+        )
+    ckpt = load_checkpoint(DEFAULT_PT)
+    if ckpt.model_id != enc.model_id:
+        raise ModelError(
+            f"{DEFAULT_PT.name} ({ckpt.model_id}) is not the model the ONNX file holds "
+            f"({enc.model_id}): re-export it with scripts/export_onnx.py"
+        )
+    return ckpt
+
+
+def can_plot() -> bool:
+    """Plots need matplotlib, which the base install leaves out (`pip install 'faceid[plots]'`);
+    without it the reports are written without their PNGs ("plots": {})."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _check_pick(pick: str) -> None:
@@ -103,7 +138,7 @@ def embed_photos(
     wall = {"load_model": round(fid.timings.get("load_model", 0.0), 4)}
     settings = _settings(fid, pick)
     model_id = fid.encoder.model_id
-    dim = fid.encoder.config.embedding_dim
+    dim = fid.encoder.embedding_dim
 
     t = time.perf_counter()
     keys = []
@@ -335,15 +370,16 @@ def evaluate_pairs(
     metrics_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    plots = {"roc": "roc.png", "distances": "distances.png"}
-    plot_roc(
-        far,
-        tar,
-        out / plots["roc"],
-        label=fid.encoder.model_id,
-        marks={f"FAR {f:g}": f for f in VERIFY_FARS},
-    )
-    plot_distance_histograms(dist, same, threshold["value"], out / plots["distances"])
+    plots = {"roc": "roc.png", "distances": "distances.png"} if can_plot() else {}
+    if plots:
+        plot_roc(
+            far,
+            tar,
+            out / plots["roc"],
+            label=fid.encoder.model_id,
+            marks={f"FAR {f:g}": f for f in VERIFY_FARS},
+        )
+        plot_distance_histograms(dist, same, threshold["value"], out / plots["distances"])
     plots_s = time.perf_counter() - t
 
     fallback_files = embedded.fallbacks(paths)
@@ -469,8 +505,9 @@ def evaluate_identify(
     metrics_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    plots = {"cmc": "cmc.png"}
-    plot_cmc(figures["cmc"], out / plots["cmc"])
+    plots = {"cmc": "cmc.png"} if can_plot() else {}
+    if plots:
+        plot_cmc(figures["cmc"], out / plots["cmc"])
     plots_s = time.perf_counter() - t
 
     fallback_files = embedded.fallbacks(paths)
@@ -570,7 +607,7 @@ def calibrate(
     }
     metrics_s = time.perf_counter() - t
 
-    old = fid.encoder.checkpoint
+    old = _checkpoint_of(fid)
     record = {
         "method": method,
         "target_far": target_far,

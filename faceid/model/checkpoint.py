@@ -10,16 +10,31 @@ digest, refusing files whose weights were altered.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceid.atomic import atomic_open
 from faceid.errors import ModelError
+from faceid.model.card import ModelCard
 
 FORMAT = "faceid-checkpoint"
 VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+_KNOWN = frozenset(
+    {
+        "format",
+        "version",
+        "config",
+        "preprocess",
+        "threshold",
+        "identify_threshold",
+        "digest",
+        "meta",
+        "state_dict",
+    }
+)
 
 
 @dataclass
@@ -33,6 +48,9 @@ class Checkpoint:
     identify_threshold: float | None = None
     preprocess: dict = field(default_factory=lambda: {"mean": [0.5] * 3, "std": [0.5] * 3})
     meta: dict = field(default_factory=dict)
+    # Top-level payload keys this version does not know, kept so they survive a load and save
+    # and travel into an ONNX export.
+    extra: dict = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -41,6 +59,26 @@ class Checkpoint:
     @property
     def model_id(self) -> str:
         return f"faceid-{self.digest[:12]}"
+
+    def payload(self) -> dict:
+        """Every field of the file except the weights (what an ONNX export carries)."""
+        return {
+            **self.extra,
+            "format": FORMAT,
+            "version": VERSION,
+            "config": self.config,
+            "preprocess": self.preprocess,
+            "threshold": float(self.threshold),
+            "identify_threshold": (
+                None if self.identify_threshold is None else float(self.identify_threshold)
+            ),
+            "digest": self.digest,
+            "meta": self.meta,
+        }
+
+    @property
+    def card(self) -> ModelCard:
+        return ModelCard(self.payload())
 
 
 def weights_digest(state_dict: dict) -> str:
@@ -62,16 +100,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
         raise ModelError(f"{path} exists: choose another file or pass overwrite")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": ckpt.config,
-        "preprocess": ckpt.preprocess,
-        "threshold": float(ckpt.threshold),
-        "identify_threshold": (
-            None if ckpt.identify_threshold is None else float(ckpt.identify_threshold)
-        ),
-        "digest": ckpt.digest,
-        "meta": ckpt.meta,
+        **ckpt.payload(),
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
     }
     with atomic_open(path) as f:
@@ -90,6 +119,11 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
                 "no model is installed: the default checkpoint is missing; pass --model"
             )
         raise ModelError(f"checkpoint not found: {path}")
+    if importlib.util.find_spec("torch") is None:
+        raise ModelError(
+            f"{path} is a torch checkpoint and torch is not installed: "
+            "pip install 'faceid[train]', or use its ONNX export (scripts/export_onnx.py)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for corrupt or unsafe files
@@ -113,6 +147,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
             ),
             preprocess=dict(payload["preprocess"]),
             meta=dict(payload.get("meta", {})),
+            extra={k: v for k, v in payload.items() if k not in _KNOWN},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path} is missing checkpoint fields: {exc}") from None

@@ -147,7 +147,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     """Train into cfg.out (last.pt, best.pt, log.jsonl); returns the best validation row."""
     from tqdm import tqdm
 
-    from faceid.model.encoder import resolve_device
+    from faceid.model.torch_runner import resolve_device
 
     started = time.time()
     out = Path(cfg.out)

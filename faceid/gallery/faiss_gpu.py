@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from faceid.gallery.faiss_index import inner_index
+
 # Below this many faces a search stays on the CPU even with a GPU: an exact CPU search of 10k
 # faces takes ~0.1 ms per query (scripts/benchmark.py), about what one GPU search costs in
 # kernel launches and host<->device copies alone, so the GPU can only win on larger galleries.
@@ -37,8 +39,6 @@ def gpu_count() -> int:
 def _gpu_capable(index: Any) -> bool:
     """Exact and IVF indexes have GPU twins; HNSW (our approximate default) has none."""
     import faiss
-
-    from faceid.gallery import inner_index
 
     inner = inner_index(index)
     return isinstance(inner, faiss.IndexFlat) or faiss.try_extract_index_ivf(inner) is not None

@@ -1,0 +1,166 @@
+"""The two inference backends (onnxruntime, torch) against one contract, and the ONNX export:
+the same embeddings, the same model id and the whole checkpoint payload carried along.
+
+The shipped `default.onnx` must be the export of the shipped `default.pt`: whoever ships a new
+checkpoint re-runs `python scripts/export_onnx.py`, or the test below says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceid.errors import ModelError
+from faceid.model.checkpoint import load_checkpoint, save_checkpoint
+from faceid.model.encoder import Encoder
+from faceid.model.runner import DEFAULT_ONNX, DEFAULT_PT
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").rglob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny checkpoint with extra payload (an openset record in meta, an unknown top-level
+    key, flip averaging on) and its ONNX export."""
+    from faceid.model.export import export_onnx
+
+    ckpt = load_checkpoint(tiny_model)
+    ckpt = dataclasses.replace(
+        ckpt,
+        preprocess={**ckpt.preprocess, "flip": True},
+        identify_threshold=0.5,
+        meta={"openset": {"rule": "fpir", "table": [[0.01, 0.42]]}},
+        extra={"added_later": {"x": 1}},
+    )
+    folder = tmp_path_factory.mktemp("export")
+    pt = save_checkpoint(ckpt, folder / "tiny.pt")
+    onnx = folder / "tiny.onnx"
+    export_onnx(pt, onnx)
+    return pt, onnx
+
+
+@pytest.fixture(scope="session", params=["onnx", "torch"])
+def tiny_encoder(request: pytest.FixtureRequest, tiny_pair: tuple[Path, Path]) -> Encoder:
+    pt, onnx = tiny_pair
+    return Encoder.load(onnx if request.param == "onnx" else pt, "cpu")
+
+
+def crops_for(size: int, n: int = 5, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- the runner contract
+
+
+def test_runner_gives_unit_float32_vectors_of_the_cards_size(tiny_encoder: Encoder) -> None:
+    out = tiny_encoder.embed(crops_for(tiny_encoder.input_size))
+    assert out.dtype == np.float32 and out.shape == (5, tiny_encoder.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_runner_averages_a_face_with_its_mirror(tiny_encoder: Encoder) -> None:
+    crops = crops_for(tiny_encoder.input_size)
+    np.testing.assert_allclose(
+        tiny_encoder.embed(crops), tiny_encoder.embed(crops[:, :, ::-1]), atol=1e-5
+    )
+
+
+def test_runner_embeds_a_crop_the_same_alone_or_in_a_batch(tiny_encoder: Encoder) -> None:
+    crops = crops_for(tiny_encoder.input_size, n=70)  # more than one encoder batch
+    together = tiny_encoder.embed(crops)
+    np.testing.assert_allclose(tiny_encoder.embed(crops[3:4])[0], together[3], atol=1e-5)
+    np.testing.assert_allclose(tiny_encoder.embed(crops[69:])[0], together[69], atol=1e-5)
+
+
+def test_runner_reads_thresholds_and_meta_from_the_checkpoint(tiny_encoder: Encoder) -> None:
+    assert tiny_encoder.threshold == pytest.approx(0.8)
+    assert tiny_encoder.identify_threshold == pytest.approx(0.5)
+    assert tiny_encoder.card.meta["openset"] == {"rule": "fpir", "table": [[0.01, 0.42]]}
+
+
+def test_runner_refuses_crops_of_the_wrong_shape(tiny_encoder: Encoder) -> None:
+    with pytest.raises(ValueError, match="crops"):
+        tiny_encoder.embed(np.zeros((1, 7, 7, 3), np.uint8))
+
+
+# ---------------------------------------------------------------- the export
+
+
+def test_export_carries_the_whole_payload_and_the_model_id(tiny_pair: tuple[Path, Path]) -> None:
+    pt, onnx = tiny_pair
+    ckpt, exported = load_checkpoint(pt), Encoder.load(onnx, "cpu")
+    assert exported.backend == "onnx" and exported.model_id == ckpt.model_id
+    assert exported.card.payload == ckpt.payload()
+    assert exported.card.payload["added_later"] == {"x": 1}  # a key this code never names
+
+
+def test_export_matches_torch_on_the_tiny_model(tiny_pair: tuple[Path, Path]) -> None:
+    pt, onnx = tiny_pair
+    crops = crops_for(32, n=9)
+    diff = np.abs(Encoder.load(onnx, "cpu").embed(crops) - Encoder.load(pt, "cpu").embed(crops))
+    assert diff.max() <= 1e-5
+
+
+def test_an_onnx_file_that_is_not_a_faceid_export_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph), path)
+    with pytest.raises(ModelError, match="not a faceid model export"):
+        Encoder.load(path, "cpu")
+
+
+def test_a_corrupt_onnx_file_is_a_model_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"\x08\x07not really protobuf")
+    with pytest.raises(ModelError, match="cannot read model"):
+        Encoder.load(path, "cpu")
+
+
+# ---------------------------------------------------------------- the shipped files
+
+
+def test_the_shipped_onnx_is_the_export_of_the_shipped_checkpoint() -> None:
+    """Fails when default.pt changed without `python scripts/export_onnx.py`."""
+    onnx, ckpt = Encoder.load(DEFAULT_ONNX, "cpu"), load_checkpoint(DEFAULT_PT)
+    assert onnx.model_id == ckpt.model_id, "re-export: python scripts/export_onnx.py"
+    assert onnx.card.payload == ckpt.payload(), "re-export: python scripts/export_onnx.py"
+
+
+def test_the_default_model_is_the_onnx_one_on_a_cpu() -> None:
+    assert Encoder.load(None, "cpu").backend == "onnx"
+
+
+def test_shipped_model_files_stay_within_25_mb() -> None:
+    weights = ROOT / "faceid" / "weights"
+    assert sum(f.stat().st_size for f in weights.iterdir() if f.is_file()) <= 25_000_000
+
+
+@pytest.mark.slow
+def test_onnx_and_torch_embeddings_of_real_faces_agree_within_1e_4() -> None:
+    from faceid.align import align
+    from faceid.detect import DlibHOGDetector
+    from faceid.imageio import load_image
+
+    detector, onnx = DlibHOGDetector(1), Encoder.load(DEFAULT_ONNX, "cpu")
+    torch_enc = Encoder.load(DEFAULT_PT, "cpu")
+    crops = []
+    for path in EXAMPLES:
+        image = load_image(path)
+        crops += [align(image, f.landmarks, onnx.input_size) for f in detector.detect(image)]
+    assert len(crops) >= len(EXAMPLES)
+    crops = np.stack(crops)
+    assert np.abs(onnx.embed(crops) - torch_enc.embed(crops)).max() <= 1e-4
+    # batch 1, the path verify takes
+    assert np.abs(onnx.embed(crops[:1]) - torch_enc.embed(crops[:1])).max() <= 1e-4
