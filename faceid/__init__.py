@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 from faceid.errors import (
     BadImage,
     BadName,
+    Duplicate,
     FaceIDError,
     GalleryError,
     ManyFaces,
     ModelError,
     NoFace,
+    NoGallery,
     NotEnrolled,
     UsageError,
 )
@@ -28,10 +30,12 @@ __all__ = [
     "FaceIDError",
     "BadImage",
     "BadName",
+    "Duplicate",
     "GalleryError",
     "ManyFaces",
     "ModelError",
     "NoFace",
+    "NoGallery",
     "NotEnrolled",
     "UsageError",
 ]

@@ -2,14 +2,14 @@
 
 Exit codes: 0 success (verify: same person; identify: someone recognised),
 1 different person / unknown face / any error with the input, gallery or model,
-2 usage error. Errors are one line on stderr, never a traceback.
+2 usage error, 141 output pipe closed early (quietly, like other Unix tools).
+Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import re
 import sys
@@ -18,8 +18,9 @@ from pathlib import Path
 import click
 
 from faceid.errors import FaceIDError, UsageError
+from faceid.locations import user_gallery_path
 
-EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_PIPE = 0, 1, 2, 141
 
 # Non-UTF-8 file names reach us as lone surrogates (PEP 383); a strict UTF-8 stdout
 # cannot write them, so they are escaped: \udcff in JSON (json.loads + os.fsencode give
@@ -55,8 +56,44 @@ def _plain(obj):
     raise TypeError(type(obj).__name__)
 
 
+def _flags(message: str) -> str:
+    """One line, with the API's parameter names (`top_k`) turned into this command's flags
+    (--top-k): the library speaks of its parameters, the command line of its options."""
+    message = " ".join(message.split())
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return message
+    flags = {
+        p.name: max(p.opts, key=len) for p in ctx.command.params if isinstance(p, click.Option)
+    }
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
+
+
+def _progress(ctx: click.Context) -> bool:
+    """Progress bars only for a person watching: stderr is a terminal and no --json."""
+    return not ctx.obj.get("json") and sys.stderr.isatty()
+
+
+def _close_bars() -> None:
+    """End any progress bar's line, so that an error is never glued onto it."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _pipe_closed() -> None:
+    """The reader went away (`faceid list | head`): stop quietly, as Unix tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the final flush must not fail again
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_PIPE)
+
+
 def _fail(ctx: click.Context | None, exc: Exception, code: int) -> None:
-    message = " ".join(str(exc).split()) or type(exc).__name__
+    _close_bars()
+    message = _flags(str(exc)) or type(exc).__name__
     click.echo(_text(f"faceid: error: {message}"), err=True)
     if ctx is not None and ctx.obj and ctx.obj.get("json"):
         click.echo(_json({"error": message, "kind": type(exc).__name__}))
@@ -71,6 +108,8 @@ def guarded(fn):
         ctx = click.get_current_context()
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:
+            _pipe_closed()
         except FaceIDError as exc:
             _fail(ctx, exc, exc.exit_code)
         except KeyboardInterrupt:
@@ -101,7 +140,7 @@ def _model_options(fn):
             "--gallery",
             type=click.Path(path_type=Path),
             default=None,
-            help="Gallery folder [default: $FACEID_GALLERY or galleries/default].",
+            help=f"Gallery folder [default: $FACEID_GALLERY or {user_gallery_path()}].",
         ),
         click.option(
             "--threshold",
@@ -128,11 +167,6 @@ def _model_options(fn):
     return fn
 
 
-def _check_threshold(threshold: float | None) -> None:
-    if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
-        raise UsageError(f"--threshold must be a finite number >= 0, not {threshold}")
-
-
 def common(fn):
     """Options every command takes."""
     fn = _model_options(fn)
@@ -144,12 +178,17 @@ def common(fn):
 
         ctx = click.get_current_context()
         ctx.obj = {"json": as_json}
-        _check_threshold(threshold)
-        ctx.obj["fid"] = FaceID(gallery=gallery, model=model, threshold=threshold, device=device)
+        # Options that configure FaceID itself go to its constructor, not to the command.
+        extra = {k: kwargs.pop(k) for k in _FACEID_OPTIONS if k in kwargs}
+        ctx.obj["fid"] = FaceID(
+            gallery=gallery, model=model, threshold=threshold, device=device, **extra
+        )
         return fn(*args, **kwargs)
 
     return guarded(wrapper)
 
+
+_FACEID_OPTIONS = ("index", "index_switch")
 
 # Pipeline order for --timings; one-off loads first so the per-photo stages read together.
 _STAGES = ("load_model", "load_detector", "load_gallery", "load", "detect", "align", "embed")
@@ -175,7 +214,18 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", help="Person's name (needed for single photos and flat folders).")
+@click.option(
+    "--one-person",
+    is_flag=True,
+    help="Enroll everything under the folders given as --name, per-person folders included.",
+)
 @click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option(
+    "--allow-duplicates",
+    is_flag=True,
+    help="Enroll faces already enrolled, or that already pass for someone else "
+    "(refused and listed by default).",
+)
 @click.option("--workers", default=0, help="Detection processes [default: all cores].")
 @click.option(
     "--index",
@@ -193,45 +243,69 @@ def main() -> None:
     "recorded in the gallery [default: what it records; 100000 for a new one].",
 )
 @common
-def enroll(paths, name, largest, workers, index, index_switch):
+def enroll(paths, name, one_person, largest, allow_duplicates, workers):
     """Add faces to the gallery.
 
-    PATHS are photos (all enrolled as --name) or one folder of per-person
-    folders (the folder name is the person's name; a flat folder needs --name).
+    PATHS are photos (all enrolled as --name) or folders of per-person folders (each
+    folder's name is its person's name, and its subfolders are read too). A folder of
+    photos needs --name; per-person folders with --name need --one-person. Hidden
+    files and folders, and files that are not images (judged by content), are
+    skipped and listed with their reasons.
     """
     import time
 
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    if not index.strip():
-        raise UsageError("--index must be a FAISS index factory string, e.g. Flat or HNSW32")
-    fid.index, fid.index_switch = index.strip(), index_switch
-    items = fid.enroll_items(list(paths), name)
     start = time.perf_counter()
-    report = fid.enroll_many(
-        items, largest=largest, workers=workers, progress=not ctx.obj["json"] and len(items) > 20
+    report = fid.enroll_paths(
+        list(paths),
+        name,
+        one_person=one_person,
+        largest=largest,
+        workers=workers,
+        progress=_progress(ctx),
+        allow_duplicates=allow_duplicates,
     )
     seconds = time.perf_counter() - start
-    ok, bad = report.enrolled, report.failed
+    ok, bad, skipped, dup = report.enrolled, report.failed, report.skipped, report.duplicates
+    tried = len(ok) + len(bad) + len(dup)
+    if not ok and tried == 1 and not skipped:
+        # One photo and it was refused: that is the command's error, said once.
+        if bad:
+            error = bad[0]["error"]
+        else:
+            error = f"{dup[0]['source']}: {dup[0]['reason']}; --allow-duplicates enrolls it anyway"
+        _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, None)
+        click.echo(_text(f"faceid: error: {_flags(error)}"), err=True)
+        sys.exit(EXIT_NO)
     lines = [
         f"enrolled {len(ok)} photo(s) of {len({r['name'] for r in ok})} person(s) "
-        f"into {fid.gallery_path} in {seconds:.1f} s ({len(items) / seconds:.1f} photos/s)"
+        f"into {fid.gallery_path} in {seconds:.1f} s ({tried / seconds:.1f} photos/s)"
+        + (f"; {len(bad)} failed" if bad else "")
+        + (f"; {len(dup)} refused as duplicates (--allow-duplicates enrolls them)" if dup else "")
+        + (f"; {len(skipped)} skipped" if skipped else "")
     ]
+    if report.index_deferred and not report.index_switched:
+        factory, faces = report.index_deferred
+        lines.append(
+            f"--index {factory} needs {faces:,} faces to train: the new gallery searches "
+            f"exactly (Flat) until it holds that many, then switches to {factory}"
+        )
     if report.index_switched:
         lines.append(
             f"the gallery passed its --index-switch size: its index was rebuilt as "
             f"{report.index_switched} (approximate search, fast at any size)"
         )
-    lines += [f"skipped: {r['error']}" for r in bad]
+    lines += [f"failed: {_flags(r['error'])}" for r in bad]
+    lines += [f"duplicate: {r['source']}: {r['reason']}" for r in dup]
+    lines += [f"skipped: {r['source']}: {r['reason']}" for r in skipped]
     _emit(ctx, report.to_dict() | {"gallery": str(fid.gallery_path)}, "\n".join(lines))
-    if not ok and len(items) == 1:
-        # One photo and it failed: that is the command's error, not a warning.
-        click.echo(_text(f"faceid: error: {bad[0]['error']}"), err=True)
-        sys.exit(EXIT_NO)
-    for r in bad:
-        click.echo(_text(f"faceid: warning: {r['error']}"), err=True)
     if not ok:
-        click.echo(f"faceid: error: no photo was enrolled ({len(bad)} failed)", err=True)
+        click.echo(
+            f"faceid: error: no photo was enrolled ({len(bad)} failed, {len(dup)} duplicate(s), "
+            f"{len(skipped)} skipped)",
+            err=True,
+        )
         sys.exit(EXIT_NO)
 
 
@@ -248,6 +322,12 @@ def verify(photo_a, photo_b, largest, timings):
     v = fid.verify(photo_a, photo_b, largest=largest)
     verdict = "same person" if v.same else "different people"
     text = f"{verdict}: distance {v.distance:.4f} (threshold {v.threshold:.4f})"
+    for photo, face in zip((photo_a, photo_b), v.faces):
+        if face["faces_found"] > 1:  # say which face --largest chose
+            text += (
+                f"\n{photo}: the largest of {face['faces_found']} faces, box {face['box']} "
+                "(left, top, right, bottom)"
+            )
     data = v.to_dict()
     if timings:
         data["timings_ms"] = _timings(fid)
@@ -256,18 +336,29 @@ def verify(photo_a, photo_b, largest, timings):
     sys.exit(EXIT_OK if v.same else EXIT_NO)
 
 
+_FPIR_HELP = (
+    "Target share of strangers given a name (FPIR), for the gallery's number of people "
+    "[default: 0.01]; needs a model with an open-set calibration."
+)
+
+
 @main.command()
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--top-k", default=1, show_default=True, help="List the K nearest people.")
 @click.option("--all-faces", is_flag=True, help="Report every face of a group photo.")
 @click.option("--largest", is_flag=True, help="Use the largest face when a photo has several.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @click.option("--timings", is_flag=True, help="Report milliseconds per stage.")
 @common
-def identify(photo, top_k, all_faces, largest, timings):
-    """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown)."""
+def identify(photo, top_k, all_faces, largest, fpir, timings):
+    """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown).
+
+    The threshold gives at most --fpir of strangers a name for the gallery's number of
+    people (1 % by default); --threshold sets it instead.
+    """
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    results = fid.identify(photo, top_k=top_k, all_faces=all_faces, largest=largest)
+    results = fid.identify(photo, top_k=top_k, all_faces=all_faces, largest=largest, fpir=fpir)
     lines = []
     for r in results:
         dist = f"{r.distance:.4f}" if r.distance is not None else "-"
@@ -277,11 +368,17 @@ def identify(photo, top_k, all_faces, largest, timings):
             lines += [
                 f"  {i + 1}. {m['name']}  {m['distance']:.4f}" for i, m in enumerate(r.matches)
             ]
+    rule = results[0].rule if results else None
     data = {"faces": [r.to_dict() for r in results]}
+    if rule is not None:
+        data["rule"] = rule.to_dict()
+        lines.append(rule.describe())
     if timings:
         data["timings_ms"] = _timings(fid)
         lines.append(_timing_text(fid))
     _emit(ctx, data, "\n".join(lines))
+    if rule is not None and rule.warning:
+        click.echo(_text(f"faceid: warning: {rule.warning}"), err=True)
     sys.exit(EXIT_OK if any(r.name != "unknown" for r in results) else EXIT_NO)
 
 
@@ -308,11 +405,14 @@ def remove(name):
 @main.command()
 @click.argument("old")
 @click.argument("new")
+@click.option(
+    "--merge", is_flag=True, help="If NEW is already enrolled, file OLD's photos under NEW too."
+)
 @common
-def rename(old, new):
-    """Rename a person (merging into NEW if it exists)."""
+def rename(old, new, merge):
+    """Rename a person; onto an enrolled name only with --merge (there is no undo)."""
     ctx = click.get_current_context()
-    n = ctx.obj["fid"].rename(old, new)
+    n = ctx.obj["fid"].rename(old, new, merge=merge)
     _emit(ctx, {"renamed": old, "to": new, "embeddings": n}, f"renamed {old} to {new} ({n})")
 
 
@@ -351,11 +451,7 @@ def embed(photos, from_list, output, on_no_face, largest, workers):
     if output is None and not ctx.obj["json"]:
         raise UsageError("choose an output: -o out.npy or --json")
     emb, rows = fid.embed_many(
-        paths,
-        on_no_face=on_no_face,
-        largest=largest,
-        workers=workers,
-        progress=not ctx.obj["json"] and len(paths) > 20,
+        paths, on_no_face=on_no_face, largest=largest, workers=workers, progress=_progress(ctx)
     )
     r = 0
     for row in rows:
@@ -380,37 +476,38 @@ def embed(photos, from_list, output, on_no_face, largest, workers):
         data["embeddings"] = emb.round(6).tolist()
     lines = [f"wrote {len(emb)} embedding(s) to {output}"] if output else []
     lines += [
-        f"{row['status']}: {row['error'] or row['source']}" for row in rows if row["status"] != "ok"
+        f"{row['status']}: {_flags(row['error'] or row['source'])}"
+        for row in rows
+        if row["status"] != "ok"
     ]
     _emit(ctx, data, "\n".join(lines))
 
 
 @main.command()
 @click.option("--repair", is_flag=True, help="Fix what can be fixed without losing people.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @common
-def doctor(repair):
-    """Check the gallery's files agree with each other and with the model."""
+def doctor(repair, fpir):
+    """Check the gallery's files agree with each other and with the model.
+
+    Also says whether the gallery is small enough for the model to keep --fpir of strangers
+    from being given a name while still naming most enrolled people.
+    """
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    from faceid.gallery import Gallery
-
-    gallery = Gallery.open_for_doctor(fid.gallery_path)
-    problems = gallery.check()
-    actions = gallery.repair() if (repair and problems) else []
-    healthy = not problems or (repair and not gallery.check())
-    lines = [f"problem: {p}" for p in problems] + [f"repaired: {a}" for a in actions]
-    lines.append(f"{fid.gallery_path}: {'healthy' if healthy else 'needs repair'}")
-    _emit(
-        ctx,
-        {
-            "gallery": str(fid.gallery_path),
-            "problems": problems,
-            "repaired": actions,
-            "healthy": healthy,
-        },
-        "\n".join(lines),
-    )
-    sys.exit(EXIT_OK if healthy else EXIT_NO)
+    r = fid.doctor(repair=repair, fpir=fpir)
+    lines = [f"problem: {p}" for p in r.problems] + [f"repaired: {a}" for a in r.repaired]
+    lines.append(f"{r.gallery}: {'healthy' if r.healthy else 'needs repair'}")
+    if r.note:
+        lines.append(r.note)
+    if r.rule is not None:
+        lines.append(f"identify uses {r.rule.describe()}")
+        if r.rule.fnir is not None:
+            lines[-1] += f" (estimated share of enrolled people missed: {r.rule.fnir:.0%})"
+    _emit(ctx, r.to_dict(), "\n".join(lines))
+    if r.rule is not None and r.rule.warning:
+        click.echo(_text(f"faceid: warning: {r.rule.warning}"), err=True)
+    sys.exit(EXIT_OK if r.healthy else EXIT_NO)
 
 
 # --- evaluation and calibration ------------------------------------------------
@@ -444,15 +541,21 @@ def _pairs_options(fn):
         "--root",
         required=True,
         type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="The folder holding the person folders.",
+        help="The folder holding the photos (LFW: the person folders).",
     )(fn)
     return click.option(
         "--pairs",
         "pairs_file",
         required=True,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="An LFW pairs file (pairs.txt, pairsDevTrain.txt or the same format).",
+        help="A pairs file: LFW's (pairs.txt, pairsDevTrain.txt) or plain lines "
+        "'path_a<TAB>path_b<TAB>1' (same person) or '...<TAB>0' (different), paths under --root.",
     )(fn)
+
+
+def _source(report: dict) -> str:
+    """Where the threshold in force came from, in this command's words."""
+    return "--threshold" if report["threshold"]["source"] == "override" else "model"
 
 
 def _pct(x) -> str:
@@ -491,7 +594,7 @@ def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
         out,
         pick=pick,
         workers=workers,
-        progress=not ctx.obj["json"],
+        progress=_progress(ctx),
         use_cache=not no_cache,
     )
     c, k, st = r["counts"], r["kfold_accuracy"], r["stored_threshold"]
@@ -501,7 +604,7 @@ def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
         f"impostor), {r['images']['distinct']} photos, {r['images']['fallbacks']} without a "
         f"detected face (full-image fallback), model {r['model']['id']}",
         f"accuracy ({c['folds']}-fold): {k['mean']:.4f} ± {k['std']:.4f}",
-        f"at threshold {st['threshold']:.4f} ({r['threshold']['source']}): accuracy "
+        f"at threshold {st['threshold']:.4f} ({_source(r)}): accuracy "
         f"{st['accuracy']:.4f}, TAR {st['tar']:.4f}, FAR {st['far']:.4f}",
         f"ROC AUC {_pct(r['roc_auc'])}, EER {_pct(r['eer']['rate'])}, {tars} "
         f"(FAR resolution {r['far_resolution']:.2g})",
@@ -538,13 +641,23 @@ def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Only these people: an LFW people file such as peopleDevTest.txt.",
 )
+@click.option(
+    "--strangers",
+    type=click.Choice(["all", "half"]),
+    default="all",
+    show_default=True,
+    help="People with too few photos to enroll and probe: all probe as strangers, or a "
+    "seeded half is enrolled as distractors instead.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the distractor draw.")
+@click.option("--fpir", type=float, default=None, metavar="P", help=_FPIR_HELP)
 @_eval_options
 @common
 def evaluate_identify_cmd(
-    root, shots, out, people_file, limit_people, seed, pick, workers, no_cache
+    root, shots, out, people_file, limit_people, strangers, seed, fpir, pick, workers, no_cache
 ):
-    """Closed-set rank-1/rank-5 (CMC) and open-set DIR@FAR on per-person folders."""
+    """Closed-set rank-1/rank-5 (CMC), open-set DIR@FAR and FNIR@FPIR (DET curve), and the
+    outcome of identify's default decision rule, on per-person folders."""
     from faceid.evaluate.run import evaluate_identify
 
     ctx = click.get_current_context()
@@ -556,9 +669,11 @@ def evaluate_identify_cmd(
         people_file=people_file,
         limit_people=limit_people,
         seed=seed,
+        strangers=strangers,
+        fpir=fpir,
         pick=pick,
         workers=workers,
-        progress=not ctx.obj["json"],
+        progress=_progress(ctx),
         use_cache=not no_cache,
     )
     c, st = r["counts"], r["stored_threshold"]
@@ -572,9 +687,15 @@ def evaluate_identify_cmd(
         lines.append(
             "open set: "
             + ", ".join(f"DIR@FAR{f} {_pct(v['dir'])}" for f, v in r["dir_at_far"].items())
+            + ", "
+            + ", ".join(f"FNIR@FPIR{f} {_pct(v['fnir'])}" for f, v in r["fnir_at_fpir"].items())
         )
+    dr = r["default_rule"]
     lines += [
-        f"at threshold {st['threshold']:.4f} ({r['threshold']['source']}): genuine identified "
+        f"at the default rule ({dr['rule']['reason']}, threshold {dr['threshold']:.4f}): genuine "
+        f"named right {_pct(dr['genuine_identified'])}, strangers given a name "
+        f"{_pct(dr['strangers_named'])}",
+        f"at threshold {st['threshold']:.4f} ({_source(r)}): genuine identified "
         f"{_pct(st['genuine_identified'])}, impostors rejected {_pct(st['impostor_rejected'])}",
         _wall_text(r) + f" (cache: {r['cache']['hits']} hit(s), {r['cache']['misses']} miss(es))",
         f"wrote {Path(r['out']) / 'report.json'}, "
@@ -607,7 +728,7 @@ def calibrate(pairs_file, root, output, target_far, force, pick, workers, no_cac
 
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
-    if fid.threshold != fid.encoder.threshold:
+    if fid.threshold_overridden:
         raise UsageError("calibrate chooses the threshold: --threshold does not apply")
     r = run_calibrate(
         fid,
@@ -618,7 +739,7 @@ def calibrate(pairs_file, root, output, target_far, force, pick, workers, no_cac
         force=force,
         pick=pick,
         workers=workers,
-        progress=not ctx.obj["json"],
+        progress=_progress(ctx),
         use_cache=not no_cache,
     )
     how = "maximum accuracy" if r["target_far"] is None else f"FAR <= {r['target_far']:g}"
@@ -631,7 +752,6 @@ def calibrate(pairs_file, root, output, target_far, force, pick, workers, no_cac
     for w in r["warnings"]:
         click.echo(f"faceid: warning: {w}", err=True)
     _emit(ctx, r, "\n".join(lines))
-
 
 
 # --- the service ------------------------------------------------------------------
@@ -700,15 +820,28 @@ def _server():
 @_model_options
 @guarded
 def serve(
-    host, port, workers, threads, queue, max_body_mb, keys_path, cors_origin, log_level,
-    gallery, threshold, model, device,
+    host,
+    port,
+    workers,
+    threads,
+    queue,
+    max_body_mb,
+    keys_path,
+    cors_origin,
+    log_level,
+    gallery,
+    threshold,
+    model,
+    device,
 ):
     """Serve the API (/v1/...), its docs (/docs) and a web page (/) over HTTP.
 
     Without API keys (`faceid keys add`) the service only listens on loopback.
     """
+    from faceid.api import check_threshold
+
     server = _server()
-    _check_threshold(threshold)
+    check_threshold(threshold)
     config = server.ServerConfig(
         gallery=None if gallery is None else str(gallery),
         model=None if model is None else str(model),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import stat
 import warnings
 import zlib
@@ -21,15 +22,17 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from faceid.errors import BadImage
+from faceid.errors import BadImage, UsageError
 
 __all__ = [
     "MAX_PIXELS",
     "MIN_SIDE",
     "SUPPORTED_SUFFIXES",
     "Picture",
+    "image_format",
     "is_image_path",
     "load_image",
+    "load_photo",
     "load_picture",
 ]
 
@@ -43,13 +46,30 @@ MIN_SIDE: int = 16
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+    | {".heic", ".heif", ".avif"}
 )
 
 # Only these decoders may run. Pillow would otherwise try every plugin it has, some of
 # which are rarely exercised or shell out (EPS runs Ghostscript), on untrusted input.
-_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
+# AVIF is Pillow's own (11.2+); HEIF (iPhone photos) comes from the pillow-heif plugin.
+_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF", "AVIF", "HEIF")
+_FORMAT_NAMES = "JPEG, PNG, BMP, WebP, GIF, TIFF, HEIC/HEIF, AVIF"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# File signatures, so that a folder scan judges files by content, not by their names.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (_PNG_SIGNATURE, "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"heif"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
 _CRC_BLOCK = 1 << 20
 
 # A process-wide Pillow switch that makes truncated files decode "successfully" with
@@ -61,6 +81,131 @@ def is_image_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> 
     """Say whether an enroll-folder scan should pick this file up (judged by suffix only)."""
     name = os.fsdecode(path)
     return os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES
+
+
+def image_format(head: bytes) -> str | None:
+    """The image format a file's first 16 bytes announce (JPEG, PNG, ..., HEIF, AVIF), or None.
+
+    Folder scans use this instead of file names: photos come without extensions, with
+    upper-case ones, or with the wrong one, and a `.jpg` may be a text file.
+    """
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _AVIF_BRANDS:
+            return "AVIF"
+        if brand in _HEIF_BRANDS:
+            return "HEIF"
+    return None
+
+
+def _enable_heif() -> bool:
+    """Register pillow-heif's HEIC/HEIF decoder on first need (importing it costs ~50 ms)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def load_photo(photo: object, *, channels: str = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Any photo a user may hold -> an upright HxWx3 uint8 RGB array, or BadImage.
+
+    Accepted: a path (``str`` or ``os.PathLike``), encoded bytes, a binary file object, a PIL
+    image, or a numpy array: HxW gray, HxWx3 colour or HxWx4 colour with alpha (composited onto
+    white), uint8 (0-255) or float (0.0-1.0). ``channels`` says how a numpy array's colours are
+    ordered: "rgb" (PIL, imageio, matplotlib) or "bgr" (OpenCV's ``cv2.imread``); a BGR array
+    read as RGB swaps red and blue and quietly ruins recognition, so it must be said. Files
+    and PIL images carry their own colour order.
+    """
+    return load_picture(photo, channels=channels, max_pixels=max_pixels).image
+
+
+def _in_memory(photo: object, channels: str, max_pixels: int) -> np.ndarray | bytes:
+    """An array, PIL image or file object as RGB pixels, or (a file object) as its bytes."""
+    if channels not in ("rgb", "bgr"):
+        raise UsageError(f"`channels` must be 'rgb' or 'bgr', not {channels!r}", param="channels")
+    if isinstance(photo, np.ndarray):
+        return _array_to_rgb(photo, channels == "bgr", max_pixels)
+    if isinstance(photo, Image.Image):
+        _check_size(photo.size, "<PIL image>", max_pixels)
+        try:  # as for files: Image.open leaves the EXIF orientation to the caller
+            photo = ImageOps.exif_transpose(photo)
+        except Exception:
+            pass
+        return _to_rgb_array(photo, "<PIL image>")
+    if isinstance(photo, io.TextIOBase):
+        name = _display(str(getattr(photo, "name", "<file>")))
+        raise BadImage(f"{name}: opened in text mode; open photos with 'rb'")
+    if callable(getattr(photo, "read", None)):
+        name = _display(getattr(photo, "name", "") or "") or "<file object>"
+        try:
+            data = photo.read()
+        except Exception as exc:
+            raise BadImage(f"{name}: cannot read ({_one_line(exc)})") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise BadImage(f"{name}: read() gave {type(data).__name__}, not bytes")
+        return bytes(data)
+    raise BadImage(
+        f"a {type(photo).__name__} object is not a photo: give a path, bytes, a binary file "
+        "object, a PIL image or a numpy array"
+    )
+
+
+def _array_to_rgb(array: np.ndarray, bgr: bool, max_pixels: int) -> np.ndarray:
+    """Check and convert an in-memory array; every way it can be wrong is a BadImage."""
+    shape = array.shape
+    if array.ndim == 3 and shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and shape[2] in (3, 4))):
+        raise BadImage(
+            f"<array>: shape {shape} is not a photo: expected HxW (gray), HxWx3 (colour) "
+            "or HxWx4 (colour and alpha)"
+        )
+    _check_size((shape[1], shape[0]), "<array>", max_pixels)
+    if array.dtype == np.uint8:
+        values = array
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise BadImage("<array>: float photo holds NaN or infinite values")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise BadImage(
+                "<array>: float photos must hold values in [0, 1] "
+                f"(this one spans {float(array.min()):g} to {float(array.max()):g}); "
+                "scale it, or pass uint8"
+            )
+        values = np.rint(array * 255.0).astype(np.uint8)
+    else:
+        raise BadImage(
+            f"<array>: dtype {array.dtype} is not supported: pass uint8 or float in [0, 1]"
+        )
+    if values.ndim == 2:
+        return np.ascontiguousarray(np.repeat(values[:, :, None], 3, axis=2))
+    if bgr:
+        values = values[:, :, [2, 1, 0, 3][: values.shape[2]]]
+    if values.shape[2] == 4:
+        return _over_white(values)
+    # Already what detection takes: used as it is (only read, never written), not copied.
+    return np.ascontiguousarray(values)
+
+
+def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise BadImage(
+            f"{name}: too many pixels ({width}x{height} = {width * height:,}), "
+            f"above the pixel limit of {max_pixels:,}"
+        )
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise BadImage(
+            f"{name}: {width}x{height} is too small to contain a face "
+            f"(need at least {MIN_SIDE}x{MIN_SIDE})"
+        )
 
 
 def load_image(
@@ -106,17 +251,20 @@ class Picture:
 
 
 def load_picture(
-    source: str | os.PathLike[str] | os.PathLike[bytes] | bytes | np.ndarray,
+    source: object,
     *,
     reduce_to: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    channels: str = "rgb",
 ) -> Picture:
-    """Like load_image, but a JPEG whose long side exceeds twice `reduce_to` is decoded at
+    """Like load_photo, but a JPEG whose long side exceeds twice `reduce_to` is decoded at
     1/2, 1/4 or 1/8 size (libjpeg's DCT scaling: Pillow's draft mode), keeping a long side
     of at least `reduce_to`. A 12 MP photo then decodes in about a quarter of the time and
-    memory. Arrays pass through at full resolution."""
-    if isinstance(source, np.ndarray):
-        return Picture(source)
+    memory. Arrays and PIL images pass through at full resolution."""
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        source = _in_memory(source, channels, max_pixels)
+        if isinstance(source, np.ndarray):
+            return Picture(source)
     opener, name = _opener(source, "load_picture")
     image, long_side = _decode(opener, name, max_pixels, reduce_to)
     scale = long_side / max(image.shape[:2])
@@ -181,9 +329,10 @@ def _decode(
     Returns the pixels and the full-resolution long side (they differ after a reduced decode).
     """
     try:
-        with opener() as fp, warnings.catch_warnings():
-            # Our own header check below is the bomb guard; Pillow's warning would only print.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns about what it salvages or suspects (truncated reads, corrupt EXIF,
+        # decompression bombs): we either decode the photo or refuse it in our own words.
+        with warnings.catch_warnings(), opener() as fp:
+            warnings.simplefilter("ignore")
             return _decode_stream(fp, opener, name, max_pixels, reduce_to)
     except BadImage:
         raise
@@ -194,8 +343,11 @@ def _decode(
     except FileNotFoundError:
         raise BadImage(f"{name}: no such file") from None
     except Image.DecompressionBombError as exc:
+        # Pillow refuses some headers before we can measure them: say it with our limit.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f" ({int(found.group(1)):,})" if found else ""
         raise BadImage(
-            f"{name}: too many pixels, above the pixel limit ({_one_line(exc)})"
+            f"{name}: too many pixels{size}, above the pixel limit of {max_pixels:,}"
         ) from None
     except MemoryError:
         raise BadImage(f"{name}: not enough memory to decode the image") from None
@@ -218,32 +370,29 @@ def _decode_stream(
     max_pixels: int,
     reduce_to: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    head = fp.read(len(_PNG_SIGNATURE))
+    head = fp.read(16)
     fp.seek(0)
-    is_png = head == _PNG_SIGNATURE
+    is_png = head.startswith(_PNG_SIGNATURE)
+    if image_format(head) == "HEIF" and not _enable_heif():
+        raise BadImage(
+            f"{name}: a HEIC/HEIF photo, which needs the pillow-heif package "
+            "(pip install pillow-heif), or convert it to JPEG"
+        )
     try:
-        im = Image.open(fp, formats=_FORMATS)
+        # HEIF only once pillow-heif has registered it (Pillow refuses unknown names).
+        im = Image.open(fp, formats=[f for f in _FORMATS if f != "HEIF" or f in Image.OPEN])
     except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         if is_png:
             # Pillow hides a broken IHDR checksum behind "cannot identify"; say what it is.
             _check_png_crcs(opener, name)
         if isinstance(exc, UnidentifiedImageError):
             raise BadImage(
-                f"{name}: not an image, or not a supported format (JPEG, PNG, BMP, WebP, GIF, TIFF)"
+                f"{name}: not an image, or not a supported format ({_FORMAT_NAMES})"
             ) from None
         raise BadImage(f"{name}: corrupt image header ({_one_line(exc)})") from None
 
     width, height = im.size
-    if width * height > max_pixels:
-        raise BadImage(
-            f"{name}: too many pixels ({width}x{height} = {width * height:,}), "
-            f"above the pixel limit of {max_pixels:,}"
-        )
-    if width < MIN_SIDE or height < MIN_SIDE:
-        raise BadImage(
-            f"{name}: {width}x{height} is too small to contain a face "
-            f"(need at least {MIN_SIDE}x{MIN_SIDE})"
-        )
+    _check_size(im.size, name, max_pixels)
     if im.format == "PNG":
         # Pillow never checks IDAT checksums, so a flipped bit decodes to wrong pixels.
         _check_png_crcs(opener, name)

@@ -7,6 +7,7 @@ enrollment workers run exactly the code inference runs.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import numpy as np
 
 from faceid.align import MAX_SHRINK, TEMPLATE_5PT, align
 from faceid.detect import DETECT_SIDE, Detector, DlibHOGDetector, Face, landmarks_in_box
+from faceid.detect import DlibHOGDetector as _DlibHOG  # the class itself, for isinstance
 from faceid.errors import FaceIDError, ManyFaces, NoFace, UsageError
 from faceid.imageio import Picture, load_picture
 
@@ -47,11 +49,12 @@ def fallback_face(image: np.ndarray) -> Face:
     return Face(box=box, landmarks=landmarks_in_box(image, box), score=float("nan"))
 
 
-def open_picture(source: str | os.PathLike | np.ndarray, detector: Detector) -> Picture:
+def open_picture(source: object, detector: Detector, channels: str = "rgb") -> Picture:
     """Decode a photo for `detector`: a large JPEG at reduced size (its detection copy is
-    shrunk to DETECT_SIDE anyway), anything else at full resolution."""
+    shrunk to DETECT_SIDE anyway), anything else at full resolution. `source` is anything
+    `imageio.load_picture` takes (a path, bytes, a file object, a PIL image, an array)."""
     side = getattr(detector, "max_side", DETECT_SIDE)
-    return load_picture(source, reduce_to=side)
+    return load_picture(source, reduce_to=side, channels=channels)
 
 
 def find_faces(picture: Picture, detector: Detector) -> list[Face]:
@@ -82,7 +85,8 @@ def choose_face(
     if pick == "single":
         if len(faces) > 1:
             raise ManyFaces(
-                f"{source}: {len(faces)} faces found; choose with --largest or crop the photo"
+                f"{source}: {len(faces)} faces found; choose one with `largest` or crop the photo",
+                param="largest",
             )
         return faces[0]
     if pick == "largest":
@@ -96,7 +100,21 @@ def choose_face(
                 ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2
             ),
         )
-    raise UsageError(f"unknown face policy {pick!r}: use one of {', '.join(PICK)}")
+    raise UsageError(f"unknown `pick` {pick!r}: use one of {', '.join(PICK)}", param="pick")
+
+
+def describe(photo: object) -> str:
+    """How messages and reports name a photo: its path, else what kind of object it is."""
+    if isinstance(photo, (str, os.PathLike)):
+        return os.fsdecode(photo)
+    if isinstance(photo, np.ndarray):
+        return "<array>"
+    if isinstance(photo, (bytes, bytearray, memoryview)):
+        return f"<{len(photo)} bytes>"
+    name = getattr(photo, "filename", None) or getattr(photo, "name", None)
+    if isinstance(name, (str, os.PathLike)) and os.fspath(name):
+        return os.fsdecode(name)
+    return f"<{type(photo).__name__}>"
 
 
 @dataclass
@@ -110,6 +128,7 @@ class Crop:
     error: str = ""
     timings: dict = field(default_factory=dict)
     exception: FaceIDError | None = None
+    found: int = 0  # faces the detector found: a choice among several is worth saying
 
     def raise_error(self) -> None:
         """Re-raise a failure (also one from a worker process) with its own kind."""
@@ -117,25 +136,39 @@ class Crop:
             raise self.exception
 
 
+def _load_and_detect(
+    source: object, detector: Detector, timings: Timings, channels: str
+) -> tuple[Picture, list[Face]]:
+    with timings.stage("load"):
+        picture = open_picture(source, detector, channels)
+    with timings.stage("detect"):
+        faces = find_faces(picture, detector)
+    return picture, faces
+
+
 def crop_photo(
-    source: str | np.ndarray,
+    source: object,
     detector: Detector,
     size: int,
     *,
     pick: str = "single",
     on_no_face: str = "error",
     timings: Timings | None = None,
+    channels: str = "rgb",
 ) -> Crop:
-    """Load, detect, choose one face and align it; failures become a Crop with status."""
+    """Load, detect, choose one face and align it; failures become a Crop with status.
+
+    `source` is anything `imageio.load_picture` takes (a path, bytes, an array...).
+    """
     timings = timings if timings is not None else Timings()
     if on_no_face not in ON_NO_FACE:
-        raise UsageError(f"unknown --on-no-face {on_no_face!r}: use one of {', '.join(ON_NO_FACE)}")
-    name = "<array>" if isinstance(source, np.ndarray) else os.fsdecode(source)
+        raise UsageError(
+            f"unknown `on_no_face` {on_no_face!r}: use one of {', '.join(ON_NO_FACE)}",
+            param="on_no_face",
+        )
+    name = describe(source)
     try:
-        with timings.stage("load"):
-            picture = open_picture(source, detector)
-        with timings.stage("detect"):
-            faces = find_faces(picture, detector)
+        picture, faces = _load_and_detect(source, detector, timings, channels)
         status = "ok"
         if not faces and on_no_face == "skip":
             return Crop(
@@ -147,9 +180,27 @@ def crop_photo(
             face = choose_face(faces, picture.full_shape, pick, name)
         with timings.stage("align"):
             crop = align_face(picture, face, size)
-        return Crop(name, crop, face, status, timings=timings)
+        return Crop(name, crop, face, status, timings=timings, found=len(faces))
     except FaceIDError as exc:
         return Crop(name, None, status="error", error=str(exc), timings=timings, exception=exc)
+
+
+def crop_faces(
+    source: object,
+    detector: Detector,
+    size: int,
+    *,
+    timings: Timings | None = None,
+    channels: str = "rgb",
+) -> tuple[list[Face], np.ndarray]:
+    """Every face of a photo (largest first) and its aligned crop; NoFace when there is none."""
+    timings = timings if timings is not None else Timings()
+    picture, faces = _load_and_detect(source, detector, timings, channels)
+    if not faces:
+        raise NoFace(f"{describe(source)}: no face found")
+    with timings.stage("align"):
+        crops = np.stack([align_face(picture, f, size) for f in faces])
+    return faces, crops
 
 
 _worker: dict = {}
@@ -165,11 +216,28 @@ def resolve_workers(workers: int = 0) -> int:
         return os.cpu_count() or 1
 
 
-def _init(upsample: int, detect_side: int) -> None:
+def _init(detector: Detector | tuple[int, int]) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one worker per core already
-    _worker["detector"] = DlibHOGDetector(upsample, detect_side)
+    # (upsample, side) are dlib's HOG detector's settings: built here, as dlib objects do
+    # not pickle; anything else is a plugged-in detector sent over.
+    _worker["detector"] = DlibHOGDetector(*detector) if isinstance(detector, tuple) else detector
+
+
+def _for_workers(
+    detector: Detector | None, upsample: int, detect_side: int
+) -> Detector | tuple[int, int] | None:
+    """What worker processes need to build or receive `detector`; None if it cannot travel."""
+    if detector is None:
+        return (upsample, detect_side)
+    if isinstance(detector, _DlibHOG):
+        return (detector.upsample, detector.max_side)
+    try:
+        pickle.dumps(detector)
+    except Exception:  # a plugged-in detector that cannot be sent runs in this process
+        return None
+    return detector
 
 
 def _run(args: tuple) -> Crop:
@@ -178,7 +246,7 @@ def _run(args: tuple) -> Crop:
 
 
 def crop_photos(
-    sources: list[str],
+    sources: list,
     size: int,
     *,
     upsample: int = 1,
@@ -189,7 +257,10 @@ def crop_photos(
     detector: Detector | None = None,
     detect_side: int = DETECT_SIDE,
 ) -> Iterator[Crop]:
-    """crop_photo over many files, in input order, in worker processes when workers > 1.
+    """crop_photo over many photos, in input order, in worker processes when workers > 1.
+
+    `detector` (default: dlib's HOG) is sent to the workers when it can be pickled, else
+    detection stays in this process.
 
     Detection (~20 ms a photo) dominates, so it is what runs in parallel; the
     encoder then takes the crops in batches in the parent process.
@@ -199,12 +270,13 @@ def crop_photos(
     workers = resolve_workers(workers)
     jobs = [(s, size, pick, on_no_face) for s in sources]
     bar = dict(total=len(jobs), desc="detect", unit="photo", disable=not progress)
-    if workers <= 1 or len(jobs) < 8:
+    init = _for_workers(detector, upsample, detect_side) if workers > 1 and len(jobs) >= 8 else None
+    if init is None:
         detector = detector or DlibHOGDetector(upsample, detect_side)
         for job in tqdm(jobs, **bar):
             yield crop_photo(job[0], detector, size, pick=pick, on_no_face=on_no_face)
         return
     # spawn, not fork: the parent may hold torch or OpenCV thread pools, which a forked
     # child can inherit locked and hang on (seen with OpenCV after torch was loaded).
-    with get_context("spawn").Pool(workers, _init, (upsample, detect_side)) as pool:
+    with get_context("spawn").Pool(workers, _init, (init,)) as pool:
         yield from tqdm(pool.imap(_run, jobs, chunksize=4), **bar)

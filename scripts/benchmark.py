@@ -29,6 +29,9 @@ Sections:
    embeddings of LFW faces; larger sizes add synthetic faces made from real ones (embedding +
    gaussian noise, renormalised). Queries are real embeddings of held-out photos of enrolled
    people.
+4. `faceid serve` (scripts/bench_serve.py): identify requests/s and p50/p95/p99 with
+   --serve-clients concurrent clients, and the service's overhead against the Python API
+   in-process at one client. Needs no LFW: it serves the example people.
 """
 
 from __future__ import annotations
@@ -775,6 +778,10 @@ def render(result: dict) -> str:
                     ],
                 ),
             ]
+    if result.get("serve"):
+        from bench_serve import render_serve
+
+        out += render_serve(result["serve"], table)
     targets = result.get("targets")
     if targets:
         out += ["", "## Targets", ""]
@@ -806,6 +813,10 @@ def check_targets(result: dict) -> list[dict]:
                     "verdict": "met" if ok else "not met",
                 }
             )
+    if result.get("serve"):
+        from bench_serve import serve_target
+
+        out.append(serve_target(result["serve"]))
     return out
 
 
@@ -866,9 +877,15 @@ def int_list(text: str) -> list[int]:
 @click.option("--no-dlib", is_flag=True, help="Skip the dlib face_recognition pipeline.")
 @click.option(
     "--sections",
-    default="encoder,latency,enroll,search",
+    default="encoder,latency,enroll,search,serve",
     show_default=True,
     help="Which sections to run.",
+)
+@click.option(
+    "--serve-clients", default=8, show_default=True, help="Concurrent clients of `faceid serve`."
+)
+@click.option(
+    "--serve-requests", type=int, default=None, help="Identify requests per serve client [200]."
 )
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run for CI, not a measurement.")
 @click.option("--seed", default=0, show_default=True)
@@ -890,6 +907,8 @@ def main(
     cold_runs: int | None,
     no_dlib: bool,
     sections: str,
+    serve_clients: int,
+    serve_requests: int | None,
     quick: bool,
     seed: int,
     json_out: Path | None,
@@ -899,7 +918,7 @@ def main(
     from faceid.pipeline import resolve_workers
 
     wanted = {s.strip() for s in sections.split(",") if s.strip()}
-    if not wanted <= {"encoder", "latency", "enroll", "search"}:
+    if not wanted <= {"encoder", "latency", "enroll", "search", "serve"}:
         raise click.BadParameter(f"unknown section in {sections!r}", param_hint="--sections")
     photos = photos or (10 if quick else 1000)
     latency_photos = latency_photos or (5 if quick else 100)
@@ -908,7 +927,7 @@ def main(
     cold_runs = cold_runs or (1 if quick else 3)
     if quick and base_photos is None:
         base_photos = 60
-    if wanted - {"encoder"} and not lfw.is_dir():
+    if wanted - {"encoder", "serve"} and not lfw.is_dir():
         raise click.ClickException(f"LFW photos not found at {lfw}: pass --lfw")
     everything = lfw_photos(lfw) if lfw.is_dir() else []
     workers = resolve_workers(workers)
@@ -980,6 +999,12 @@ def main(
             )
             result["search"], result["ef_sweep"] = rows, sweep
             result["search_info"] = {**info, "source": source}
+        if "serve" in wanted:
+            from bench_serve import measure_serve
+
+            result["serve"] = measure_serve(
+                model, device, serve_clients, serve_requests or (10 if quick else 200), log
+            )
     result["targets"] = check_targets(result)
     text = render(result)
     if json_out is not None:

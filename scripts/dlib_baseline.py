@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from faceid.distance import pairwise_squared_l2, squared_l2
+
 TOLERANCE_SQ = 0.6**2
 _state: dict = {}
 
@@ -54,7 +56,7 @@ def describe(paths: list[Path], workers: int) -> dict[Path, np.ndarray]:
 
 
 def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return pairwise_squared_l2(a, b)
 
 
 @click.command()
@@ -68,19 +70,34 @@ def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     type=click.Path(exists=True, path_type=Path),
     help="Identification on these people only (e.g. peopleDevTest.txt).",
 )
+@click.option(
+    "--strangers",
+    type=click.Choice(["all", "half"]),
+    default="all",
+    show_default=True,
+    help="As faceid evaluate identify --strangers: one-photo people all probe as strangers, "
+    "or half are enrolled as distractors.",
+)
 @click.option("--workers", default=2, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/dlib-baseline.json"))
-def main(root, pairs_file, people_file, workers, out):
+def main(root, pairs_file, people_file, strangers, workers, out):
     from faceid.evaluate.protocols import identify_split, read_pairs, read_people, scan_identities
     from faceid.evaluate.report import identify_report, pairs_report, write_json
+    from faceid.evaluate.run import STRANGERS
 
     pairs = read_pairs(pairs_file, root)
-    result = {"model": "dlib_face_recognition_resnet_model_v1", "threshold": TOLERANCE_SQ}
+    result = {
+        "model": "dlib_face_recognition_resnet_model_v1",
+        "threshold": TOLERANCE_SQ,
+        "strangers": strangers,
+    }
     identities = scan_identities(root)
     if people_file:
         wanted = {n for n, _ in read_people(people_file)}
         identities = {n: v for n, v in identities.items() if n in wanted}
-    split = identify_split(identities) if people_file else None
+    split = (
+        identify_split(identities, distractor_share=STRANGERS[strangers]) if people_file else None
+    )
     paths = {p for pr in pairs for p in (pr.path_a, pr.path_b)}
     if split:
         paths |= {
@@ -88,7 +105,7 @@ def main(root, pairs_file, people_file, workers, out):
         }
     vec = describe(sorted(paths), workers)
 
-    dist = np.array([((vec[p.path_a] - vec[p.path_b]) ** 2).sum() for p in pairs])
+    dist = np.array([squared_l2(vec[p.path_a], vec[p.path_b]) for p in pairs])
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     result["pairs"] = pairs_report(dist, same, folds, stored_threshold=TOLERANCE_SQ)
@@ -109,7 +126,8 @@ def main(root, pairs_file, people_file, workers, out):
                 "pairs_roc_auc": result["pairs"]["roc_auc"],
                 "pairs_at_tolerance": result["pairs"]["stored_threshold"],
                 "identify": {
-                    k: result["identify"][k] for k in ("rank1", "rank5", "stored_threshold")
+                    k: result["identify"][k]
+                    for k in ("rank1", "rank5", "dir_at_far", "fnir_at_fpir", "stored_threshold")
                 }
                 if split
                 else None,

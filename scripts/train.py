@@ -57,6 +57,14 @@ from faceid.train.miners import MINERS
 @click.option("--widths", default="32,64,128,256", show_default=True)
 @click.option("--blocks", default="1,2,2,1", show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--select",
+    type=click.Choice(["auto", "auc", "tar1e-3", "openset"]),
+    default="auto",
+    show_default=True,
+    help="Best-epoch criterion: validation ROC AUC, TAR at FAR 1e-3, or the open-set FNIR at "
+    "FPIR 1 % for 500 people (auto: open-set when the rows have it, else AUC).",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, help="torch CPU threads (0 = torch's default).")
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming.")
@@ -85,6 +93,7 @@ def main(
     widths,
     blocks,
     seed,
+    select,
     device,
     threads,
     fresh,
@@ -114,6 +123,7 @@ def main(
         relational=relational,
         lr=lr,
         seed=seed,
+        select=select,
         device=device,
         threads=threads,
         net=net.to_dict(),

@@ -4,14 +4,21 @@ Uses the same seeded split as scripts/train.py (people never trained on, drawn
 from peopleDevTrain.txt), so thresholds chosen here never touch the test people:
 
     python scripts/validate.py --cache cache/lfw-devtrain-96 --model faceid/weights/default.pt
+
+With --write-openset NEW.pt it also writes a copy of the checkpoint carrying the open-set
+calibration (meta["openset"], see faceid/openset.py) measured on those people, which
+`faceid identify` uses to choose its threshold for a gallery's size. The weights, and so
+the model id and every gallery made with it, stay the same.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
+import numpy as np
 
 
 @click.command()
@@ -19,18 +26,47 @@ import click
 @click.option("--model", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--val-share", default=0.1, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def main(cache: Path, model: Path | None, val_share: float, seed: int) -> None:
+@click.option(
+    "--write-openset",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a copy of the model with its open-set calibration to this file.",
+)
+@click.option(
+    "--singles/--no-singles",
+    default=False,
+    show_default=True,
+    help="Also draw galleries and strangers from the cache's one-photo people. They are not "
+    "held out: training used them as negatives.",
+)
+@click.option("--draws", default=64, show_default=True, help="Random galleries per size.")
+@click.option("--force", is_flag=True, help="Replace --write-openset's file if it exists.")
+def main(
+    cache: Path,
+    model: Path | None,
+    val_share: float,
+    seed: int,
+    write_openset: Path | None,
+    singles: bool,
+    draws: int,
+    force: bool,
+) -> None:
+    from faceid import openset
     from faceid.evaluate import metrics
+    from faceid.model.checkpoint import load_checkpoint, save_checkpoint
     from faceid.model.encoder import Encoder
     from faceid.model.runner import DEFAULT_PT
     from faceid.train.data import FaceCache
-    from faceid.train.loop import pair_distances, split_people, validation_pairs
+    from faceid.train.loop import OPENSET_PEOPLE, split_people, validation_pairs
 
+    if write_openset is not None and write_openset.exists() and not force:
+        raise click.UsageError(f"{write_openset} exists: choose another file or pass --force")
     enc = Encoder.load(model or DEFAULT_PT, "cpu")  # torch: uses the network
     data = FaceCache.load(cache)
     _, val_idx = split_people(data.labels, val_share, seed)
     pairs, same = validation_pairs(data.labels[val_idx], seed)
-    dist = pair_distances(enc.net, data.crops[val_idx], pairs, "cpu")
+    emb = enc.embed(data.crops[val_idx])
+    dist = ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
     threshold, acc = metrics.best_threshold(dist, same)
     out = {
         "model_id": enc.model_id,
@@ -49,6 +85,36 @@ def main(cache: Path, model: Path | None, val_share: float, seed: int) -> None:
             },
         },
     }
+    labels = data.labels[val_idx]
+    if singles:
+        one = np.flatnonzero(np.bincount(data.labels)[data.labels] == 1)
+        emb = np.concatenate([emb, enc.embed(data.crops[one])])
+        labels = np.concatenate([labels, data.labels[one]])
+    source = {
+        "model_id": enc.model_id,
+        "cache": cache.name,
+        "people_from": "validation people of peopleDevTrain (seeded split, held out)"
+        + (" + its one-photo people (training negatives)" if singles else ""),
+        "val_share": val_share,
+        "split_seed": seed,
+    }
+    cal = openset.calibrate_embeddings(emb, labels, draws=draws, seed=seed, source=source)
+    out["openset"] = {
+        "calibrated_on": cal["source"],
+        "largest_calibrated_gallery": cal["sizes"][-1],
+        "max_people_at_fpir_1%": openset.max_people(cal, 0.01),
+        "rules": {
+            str(n): openset.rule_for(cal, n, 0.01).to_dict()
+            for n in (10, 100, OPENSET_PEOPLE, 1000, 2000)
+        },
+    }
+    if write_openset is not None:
+        ckpt = enc.checkpoint
+        new = dataclasses.replace(ckpt, meta={**ckpt.meta, "openset": cal})
+        save_checkpoint(new, write_openset, overwrite=force)
+        if load_checkpoint(write_openset).model_id != ckpt.model_id:  # pragma: no cover
+            raise click.ClickException("the model id changed: the checkpoint was not written right")
+        out["wrote"] = str(write_openset)
     click.echo(json.dumps(out, indent=1, default=float))
 
 

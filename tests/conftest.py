@@ -17,8 +17,10 @@ import pytest
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
-# Two photos each of three people LFW has many photos of.
-PEOPLE = ("George_W_Bush", "Colin_Powell", "Tony_Blair")
+# Two photos each of three people, from examples/ (so these tests need no LFW download):
+# X_0001 is enrolled in examples/people/X/, X_0002 is its probe in examples/probes/.
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PEOPLE = ("Alvaro_Uribe", "Carlos_Moya", "Amelie_Mauresmo")
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +40,8 @@ def lfw_photo(root: Path, person: str, number: int) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained but valid checkpoint (32 px input, two small stages, threshold 0.8)."""
+    """An untrained but valid checkpoint (32 px input, two small stages, thresholds 0.8
+    for verification and 0.2 for identification)."""
     import torch
 
     from faceid.model.checkpoint import Checkpoint, save_checkpoint
@@ -48,21 +51,30 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = NetConfig(input_size=32, widths=(8, 16), blocks=(1, 1))
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     ckpt = Checkpoint(
-        config=cfg.to_dict(), state_dict=FaceNet(cfg).eval().state_dict(), threshold=0.8
+        config=cfg.to_dict(),
+        state_dict=FaceNet(cfg).eval().state_dict(),
+        threshold=0.8,
+        # Strict, as a real model's is: the untrained net puts different people's example
+        # photos 0.36 to 1.4 apart, and enrollment refuses a face identify would already name.
+        identify_threshold=0.2,
     )
     return save_checkpoint(ckpt, path)
 
 
 @pytest.fixture(scope="session")
-def photos(lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
-    """person -> two of their LFW photos, copied out of the read-only tree."""
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """person -> two of their example photos, copied to a scratch folder."""
     root = tmp_path_factory.mktemp("photos")
     out: dict[str, list[Path]] = {}
     for person in PEOPLE:
+        sources = (
+            EXAMPLES / "people" / person / f"{person}_0001.jpg",
+            EXAMPLES / "probes" / f"{person}_0002.jpg",
+        )
         out[person] = []
-        for number in (1, 2):
+        for number, source in enumerate(sources, 1):
             dest = root / f"{person}_{number:04d}.jpg"
-            shutil.copyfile(lfw_photo(lfw, person, number), dest)
+            shutil.copyfile(source, dest)
             out[person].append(dest)
     return out
 
@@ -70,7 +82,7 @@ def photos(lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, lis
 @pytest.fixture(scope="session")
 def face(photos: dict[str, list[Path]]) -> Path:
     """One photo with exactly one face."""
-    return photos["Tony_Blair"][0]
+    return photos["Amelie_Mauresmo"][0]
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +92,7 @@ def group_photo(photos: dict[str, list[Path]], tmp_path_factory: pytest.TempPath
 
     path = tmp_path_factory.mktemp("group") / "group.jpg"
     canvas = Image.new("RGB", (500, 250))
-    for x, src in ((0, photos["George_W_Bush"][0]), (250, photos["Colin_Powell"][0])):
+    for x, src in ((0, photos["Alvaro_Uribe"][0]), (250, photos["Carlos_Moya"][0])):
         with Image.open(src) as im:
             canvas.paste(im.convert("RGB"), (x, 0))
     canvas.save(path, quality=95)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from faceid.server.load import die_with_parent, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 PEOPLE = EXAMPLES / "people"
 PROBES = EXAMPLES / "probes"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def faceid_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -59,7 +54,11 @@ class Server:
         cmd += ["--gallery", str(self.gallery), "--keys", str(self.keys), "--device", "cpu"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [*cmd, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env
+                [*cmd, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -24,7 +24,7 @@ PHOTOS = 10
 def quick_run(
     lfw: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, dict]:
-    """One --quick run (about 15 s): its markdown and its JSON."""
+    """One --quick run (about 1 minute with the serve section): its markdown and its JSON."""
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
     env = dict(os.environ)
@@ -32,7 +32,7 @@ def quick_run(
     env["FACEID_CACHE_DIR"] = str(tmp / "cache")  # never touch the user's embedding cache
     args = [sys.executable, str(SCRIPT), "--quick", "--model", str(tiny_model), "--lfw", str(lfw)]
     args += ["--photos", str(PHOTOS), "--sizes", "1000", "--json-out", str(out)]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())
 
@@ -44,6 +44,7 @@ def test_markdown_has_every_section_and_says_what_it_measured(quick_run) -> None
         "## Encoder alone",
         "## Per-photo latency",
         "## Enroll throughput",
+        "## Service (`faceid serve`",
     ):
         assert heading in text
     assert "## Search" in text and "## Targets" in text
@@ -114,4 +115,17 @@ def test_json_search_rows_for_exact_and_approximate_indexes(quick_run) -> None:
     info = data["search_info"]
     assert info["queries"] >= 1 and 0 < info["real_faces"] < 1000 and info["noise"] > 0
     assert {r["efSearch"] for r in data["ef_sweep"]} == {32, 64, 128, 256}
-    assert [t["target"].split()[0] for t in data["targets"]] == ["enroll"]  # no 1M row here
+    targets = [t["target"].split()[0] for t in data["targets"]]
+    assert targets == ["enroll", "service"]  # no 1M search row here
+
+
+def test_json_serve_section_reports_throughput_percentiles_and_overhead(quick_run) -> None:
+    _, data = quick_run
+    s = data["serve"]
+    assert s["clients"] == 8 and s["errors"] == {}
+    assert s["concurrent"]["requests"] == 8 * s["requests_per_client"]
+    c = s["concurrent"]
+    assert c["req_per_s"] > 0 and 0 < c["p50_ms"] <= c["p95_ms"] <= c["p99_ms"]
+    one = s["one_client"]
+    assert one["http_ms"] > 0 and one["in_process_ms"] > 0
+    assert abs(one["overhead"] - (one["http_ms"] / one["in_process_ms"] - 1)) < 1e-3

@@ -53,10 +53,13 @@ def test_enrolled_people_are_listed_with_their_photo_counts(enrolled):
 
 
 def test_new_photos_of_enrolled_people_are_identified(enrolled):
+    # At --fpir 0.1 (10 % of strangers named among these 10 people; about the old fixed
+    # threshold, FAR 1e-2 per pair): the default 1 % misses about half of them with the
+    # shipped encoder, as its calibration predicts and `doctor` warns.
     gallery, people = enrolled
     right = 0
     for name in people:
-        r = run(["identify", _photo(name, 3), "--top-k", "3"], gallery)
+        r = run(["identify", _photo(name, 3), "--top-k", "3", "--fpir", "0.1"], gallery)
         face = json.loads(r.stdout)["faces"][0]
         assert r.exit_code == (0 if face["name"] != "unknown" else 1)
         right += face["name"] == name
@@ -97,15 +100,17 @@ def test_removed_people_are_no_longer_identified(enrolled, tmp_path):
 
 
 def test_the_readme_demo_never_names_the_wrong_person(tmp_path):
-    """The Quickstart: a stranger is unknown, most enrolled people are recognised, and
-    nobody is given someone else's name (a miss is better than a false match)."""
+    """The Quickstart: a stranger is unknown, enrolled people are recognised, and nobody is
+    given someone else's name (a miss is better than a false match). At the default rule
+    (1 % of strangers named among 3 people) the shipped model names one of the three; at
+    --fpir 0.05 two, as the README says."""
     gallery = tmp_path / "demo"
     assert run(["enroll", str(EXAMPLES / "people")], gallery).exit_code == 0
-    named = {}
-    for probe in sorted((EXAMPLES / "probes").glob("*.jpg")):
-        named[probe.stem[:-5]] = json.loads(run(["identify", str(probe)], gallery).stdout)["faces"][
-            0
-        ]["name"]
-    assert named.pop("Adrien_Brody") == "unknown"
-    assert all(name in (person, "unknown") for person, name in named.items()), named
-    assert sum(name == person for person, name in named.items()) >= 2, named
+    for extra, at_least in (([], 1), (["--fpir", "0.05"], 2)):
+        named = {}
+        for probe in sorted((EXAMPLES / "probes").glob("*.jpg")):
+            out = json.loads(run(["identify", str(probe), *extra], gallery).stdout)
+            named[probe.stem[:-5]] = out["faces"][0]["name"]
+        assert named.pop("Adrien_Brody") == "unknown"
+        assert all(name in (person, "unknown") for person, name in named.items()), named
+        assert sum(name == person for person, name in named.items()) >= at_least, named

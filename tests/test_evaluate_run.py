@@ -224,7 +224,7 @@ def test_evaluate_identify_small(tiny_model: Path, workdir: Path) -> None:
     from faceid.evaluate.run import evaluate_identify
 
     out = workdir / "identify"
-    r = evaluate_identify(_fid(tiny_model), LFW, out, limit_people=5, workers=1)
+    r = evaluate_identify(_fid(tiny_model), LFW, out, limit_people=5, strangers="half", workers=1)
     assert json.loads((out / "report.json").read_text()) == r
     c = r["counts"]
     # 5 people with >= 2 photos enrol one each; of 5 singletons round(2.5) = 2 are distractors
@@ -238,11 +238,31 @@ def test_evaluate_identify_small(tiny_model: Path, workdir: Path) -> None:
     assert set(r["dir_at_far"]) == {"0.01", "0.1"}
     assert all(0.0 <= v["dir"] <= r["rank1"] for v in r["dir_at_far"].values())
     st = r["stored_threshold"]
-    assert st["threshold"] == 0.8
+    assert st["threshold"] == 0.2  # the tiny model's identification threshold
     assert 0.0 <= st["genuine_identified"] <= 1.0 and 0.0 <= st["impostor_rejected"] <= 1.0
     assert r["images"]["fallbacks"] == len(r["images"]["fallback_files"])
     assert "search" in r["timings"]["wall_s"]
     assert _is_png(out / r["plots"]["cmc"])
+    assert _is_png(out / r["plots"]["det"])
+    assert set(r["fnir_at_fpir"]) == {"0.01", "0.1"}
+    for key, v in r["fnir_at_fpir"].items():
+        assert v["fnir"] == pytest.approx(1.0 - r["dir_at_far"][key]["dir"])
+    rule = r["default_rule"]  # the tiny model has no open-set calibration: its stored threshold
+    assert rule["rule"]["kind"] == "model" and rule["threshold"] == st["threshold"]
+    assert rule["strangers_named"] == pytest.approx(1.0 - st["impostor_rejected"])
+
+
+def test_evaluate_identify_probes_every_one_photo_person_as_a_stranger_by_default(
+    tiny_model: Path, workdir: Path
+) -> None:
+    from faceid.evaluate.run import evaluate_identify
+
+    out = workdir / "identify-all"
+    r = evaluate_identify(_fid(tiny_model), LFW, out, limit_people=5, workers=1)
+    c = r["counts"]
+    assert r["settings"]["strangers"] == "all"
+    assert c["gallery_identities"] == c["gallery_images"] == 5  # the protocol
+    assert c["impostor_probes"] == 5
 
 
 def test_evaluate_identify_people_file_keeps_only_the_listed_people(
@@ -256,3 +276,20 @@ def test_evaluate_identify_people_file_keeps_only_the_listed_people(
     r = evaluate_identify(_fid(tiny_model), LFW, out, people_file=people, workers=1)
     assert r["people"]["used"] == 3
     assert r["counts"]["genuine_probes"] == 18 + 11
+
+
+def test_evaluate_identify_command_prints_fnir_and_the_default_rule(
+    tiny_model: Path, workdir: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from faceid.cli import main
+
+    out = workdir / "identify-cli"
+    args = ["evaluate", "identify", "--root", str(LFW), "--limit-people", "3", "--out", str(out)]
+    res = CliRunner().invoke(main, [*args, "--model", str(tiny_model), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "FNIR@FPIR0.01" in res.stdout and "FNIR@FPIR0.1" in res.stdout
+    assert "at the default rule (the model's identification threshold" in res.stdout
+    assert "strangers given a name" in res.stdout
+    assert (out / "det.png").is_file()

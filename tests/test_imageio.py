@@ -9,6 +9,7 @@ import io
 import os
 import struct
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from PIL import Image, ImageFile
 
 from faceid import imageio
 from faceid.errors import BadImage
-from faceid.imageio import MAX_PIXELS, SUPPORTED_SUFFIXES, is_image_path, load_image
+from faceid.imageio import MAX_PIXELS, SUPPORTED_SUFFIXES, image_format, is_image_path, load_image
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -108,7 +109,8 @@ def assert_rgb(arr: np.ndarray, height: int, width: int) -> None:
 def test_public_constants_match_the_contract() -> None:
     assert MAX_PIXELS == 120_000_000  # a 108 MP phone photo fits
     assert SUPPORTED_SUFFIXES == frozenset(
-        {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+        {".heic", ".heif", ".avif"}
+        | {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
     )
 
 
@@ -121,7 +123,7 @@ def test_is_image_path_accepts_supported_suffixes_in_any_case(name: str) -> None
     assert is_image_path(os.fsencode(name))
 
 
-@pytest.mark.parametrize("name", ["notes.txt", "photo", "photo.jpg.txt", "archive.zip", "x.heic"])
+@pytest.mark.parametrize("name", ["notes.txt", "photo", "photo.jpg.txt", "archive.zip", "x.psd"])
 def test_is_image_path_rejects_other_suffixes(name: str) -> None:
     assert not is_image_path(name)
 
@@ -503,6 +505,61 @@ def test_header_just_over_max_pixels_is_refused_by_our_limit_before_decoding() -
     # 12000 x 11000 = 132M: above MAX_PIXELS but below Pillow's own bomb threshold.
     message = bad(png_header_only(12_000, 11_000), "pixel limit")
     assert "120,000,000" in message and "12000x11000" in message
+
+
+def test_header_between_our_limit_and_pillows_warning_gives_one_message_and_no_warning() -> None:
+    # 12000 x 12000 = 144M: above Pillow's warning level (89M), below its error level.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DecompressionBombWarning would fail the test
+        message = bad(png_header_only(12_000, 12_000), "pixel limit")
+    assert f"{MAX_PIXELS:,}" in message and "89,478,485" not in message
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header (SOF0) claims another size."""
+    data = bytearray(encode(Image.new("RGB", (64, 64)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_jpeg_claiming_60000x60000_quotes_faceids_limit_not_pillows() -> None:
+    message = bad(jpeg_claiming(60_000, 60_000), "pixel limit")
+    assert f"{MAX_PIXELS:,}" in message and "178,956,970" not in message
+    assert "3,600,000,000" in message
+
+
+def test_formats_are_recognised_by_their_first_bytes() -> None:
+    im = Image.new("RGB", (32, 32))
+    for fmt in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "AVIF"):
+        assert image_format(encode(im, fmt)[:16]) == fmt
+    assert image_format(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00") == "HEIF"
+    assert image_format(b"hello, world") is None
+    assert image_format(b"") is None
+
+
+def test_avif_photos_load() -> None:
+    arr = load_image(encode(corner_image((64, 64)), "AVIF", quality=95))
+    assert_rgb(arr, 64, 64)
+    assert is_red(arr[2, 2]) and is_blue(arr[60, 60])
+
+
+def test_heic_photos_load_through_pillow_heif(tmp_path: Path) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    path = tmp_path / "IMG_0001.HEIC"
+    pillow_heif.from_pillow(corner_image((64, 64))).save(path, quality=95)
+    arr = load_image(path)
+    assert_rgb(arr, 64, 64)
+    assert is_red(arr[2, 2]) and is_blue(arr[60, 60])
+
+
+def test_heic_without_pillow_heif_is_refused_with_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import faceid.imageio
+
+    monkeypatch.setattr(faceid.imageio, "_enable_heif", lambda: False)
+    bad(b"\x00\x00\x00\x18ftypheic" + bytes(64), "HEIC", "pip install pillow-heif")
 
 
 def test_max_pixels_argument_lowers_the_limit() -> None:

@@ -277,6 +277,21 @@ def test_open_set_at():
     assert res["genuine_identified"] is None
 
 
+def test_det_is_fpir_against_one_minus_dir_at_every_threshold():
+    fpir, fnir, thr = m.det(GEN_BEST, GEN_OK, IMP_BEST)
+    assert (fpir[0], fnir[0]) == (0.0, 1.0) and thr[0] < 0.1
+    assert (fpir[-1], fnir[-1]) == (1.0, pytest.approx(0.2))  # 0.3 is a wrong match: never named
+    assert np.all(np.diff(fpir) >= 0) and np.all(np.diff(fnir) <= 0)
+    for f, n, t in zip(fpir, fnir, thr):
+        res = m.open_set_at(GEN_BEST, GEN_OK, IMP_BEST, t)
+        assert f == pytest.approx(1 - res["impostor_rejected"])
+        assert n == pytest.approx(1 - res["genuine_identified"])
+    k = list(thr).index(0.4)  # hand computed: 0.25 passes; 0.1, 0.2, 0.4 named right
+    assert (fpir[k], fnir[k]) == (0.1, pytest.approx(0.4))
+    with pytest.raises(ValueError, match="both"):
+        m.det(GEN_BEST, GEN_OK, [])
+
+
 # --- validation --------------------------------------------------------------
 
 

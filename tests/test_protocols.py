@@ -11,6 +11,7 @@ from faceid.evaluate.protocols import (
     IdentifySplit,
     Pair,
     identify_split,
+    pair_people,
     read_pairs,
     read_people,
     scan_identities,
@@ -132,8 +133,9 @@ def test_small_one_number_header_uses_fewer_folds(tmp_path):
         ("1\nA\t1\t2\nA\t1\t3\n", 3, "different-people"),
         ("2\nA\t1\t2\nA\t1\tB\t1\n", 3, "announces 4 pair lines, file has 2"),
         ("1\nA\t1\t2\nA\t1\tB\t1\nC\t1\t2\n", 4, "announces 2 pair lines, file has 3"),
-        ("one\nA\t1\t2\nA\t1\tB\t1\n", 1, "must be an integer"),
-        ("1 2 3\nA\t1\t2\nA\t1\tB\t1\n", 1, "header must be"),
+        # not an LFW header: read as the plain format, whose lines these are not
+        ("one\nA\t1\t2\nA\t1\tB\t1\n", 1, "expected 'path_a<TAB>path_b<TAB>1'"),
+        ("1 2 3\nA\t1\t2\nA\t1\tB\t1\n", 1, "or an LFW pairs file"),
     ],
 )
 def test_malformed_pairs_name_file_and_line(tmp_path, text, line, message):
@@ -270,3 +272,27 @@ def test_identify_split_shares_and_shots():
 def test_identify_split_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         identify_split(_fake_identities(), **kwargs)
+
+
+def test_plain_pairs_are_paths_and_a_label_with_folds_within_each_class(tmp_path):
+    text = "# my pairs\n" + "".join(f"p/a{i}.jpg\tp/b{i}.jpg\t{i % 2}\n" for i in range(40))
+    pairs = read_pairs(_write(tmp_path, text), tmp_path)
+    assert len(pairs) == 40
+    assert pairs[0] == Pair(tmp_path / "p/a0.jpg", tmp_path / "p/b0.jpg", False, 0)
+    assert pairs[1].same and pairs[1].path_a == tmp_path / "p/a1.jpg"
+    for label in (True, False):
+        folds = [p.fold for p in pairs if p.same is label]
+        assert folds == sorted(folds) and sorted(set(folds)) == list(range(10))
+
+
+@pytest.mark.parametrize("line", ["a.jpg\tb.jpg\t2", "a.jpg\tb.jpg", "a.jpg b.jpg 1"])
+def test_malformed_plain_pairs_name_file_and_line(tmp_path, line):
+    path = _write(tmp_path, f"a.jpg\tb.jpg\t1\n{line}\n")
+    with pytest.raises(ValueError, match="path_a<TAB>path_b<TAB>1") as info:
+        read_pairs(path, tmp_path)
+    assert f"{path}:2:" in str(info.value)
+
+
+def test_pair_people_are_the_folders_under_root(tmp_path):
+    pairs = [Pair(tmp_path / "Ann" / "1.jpg", tmp_path / "Bo" / "x" / "2.jpg", False, 0)]
+    assert pair_people(pairs, tmp_path) == {"Ann", "Bo"}

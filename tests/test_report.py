@@ -16,6 +16,7 @@ from faceid.evaluate.report import (
     identify_report,
     pairs_report,
     plot_cmc,
+    plot_det,
     plot_distance_histograms,
     plot_roc,
     write_json,
@@ -207,8 +208,35 @@ def test_identify_report(tmp_path):
     assert st["threshold"] == 0.28
     assert st["genuine_identified"] == 0.25
     assert st["impostor_rejected"] == pytest.approx(2 / 3)
+    assert st["strangers_named"] == pytest.approx(1 / 3)
+    assert rep["fnir_at_fpir"]["0.1"] == {"fnir": 0.75, "threshold": 0.2}
+    assert rep["default_rule"] is None
     write_json(rep, tmp_path / "identify.json")
     assert json.loads((tmp_path / "identify.json").read_text())["rank1"] == 0.5
+
+
+def test_identify_report_scores_the_default_rule_it_is_given():
+    rule = {"threshold": 0.35, "kind": "fpir", "fpir": 0.01, "people": 3}
+    rep = identify_report(
+        GENUINE, GENUINE_LABELS, GALLERY, IMPOSTOR, stored_threshold=None, rule=rule
+    )
+    # at 0.35: a (0.2) and b-2 (0.3) named right; impostor 0.25 given a name
+    assert rep["default_rule"] == {
+        "threshold": 0.35,
+        "genuine_identified": 0.5,
+        "impostor_rejected": pytest.approx(2 / 3),
+        "strangers_named": pytest.approx(1 / 3),
+        "rule": rule,
+    }
+
+
+def test_plot_det_draws_log_axes_and_the_operating_point(tmp_path):
+    fpir, fnir, _ = metrics.det([0.1, 0.2, 0.4], [True, True, True], [0.15, 0.3, 0.5, 0.9])
+    plot_det(fpir, fnir, tmp_path / "det.png", label="model", marks={"rule": (0.25, 1 / 3)})
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_det([0.0, 1.0], [1.0, 0.0], tmp_path / "empty.png")  # nothing on log axes: still a PNG
+    with pytest.raises(ValueError):
+        plot_det([0.1], [0.1, 0.2], tmp_path / "x.png")
 
 
 def test_identify_report_best_distances_and_no_impostors():

@@ -98,7 +98,8 @@ def test_embed_returns_a_unit_vector_of_the_model(client):
 
 def test_rename_and_remove_people(client):
     files = [upload(photo("Amelie_Mauresmo", 1))]
-    assert client.post("/v1/enroll", data={"name": "Amelie"}, files=files).status_code == 200
+    data = {"name": "Amelie", "allow_duplicates": "true"}
+    assert client.post("/v1/enroll", data=data, files=files).status_code == 200
     r = client.patch("/v1/people/Amelie", json={"name": "Amélie Mauresmo"})
     assert r.status_code == 200 and r.json()["embeddings"] == 1
     assert client.get("/v1/people").json()["people"]["Amélie Mauresmo"] == 1
@@ -107,6 +108,22 @@ def test_rename_and_remove_people(client):
     assert "Amélie Mauresmo" not in client.get("/v1/people").json()["people"]
     gone = client.delete("/v1/people/Amelie")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_enrolled"
+
+
+def test_rename_onto_an_enrolled_name_needs_merge_and_a_duplicate_is_refused(enrolled):
+    files = [upload(photo("Amelie_Mauresmo", 2))]
+    assert enrolled.post("/v1/enroll", data={"name": "Ame"}, files=files).status_code == 200
+    again = enrolled.post("/v1/enroll", data={"name": "Ame"}, files=files)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate", again.text
+    r = enrolled.patch("/v1/people/Ame", json={"name": "Carlos Moya"})
+    assert r.status_code == 400 and "merge" in r.json()["error"]["message"]
+    r = enrolled.patch("/v1/people/Ame", json={"name": "Carlos Moya", "merge": True})
+    assert r.status_code == 200 and enrolled.get("/v1/people").json()["people"]["Carlos Moya"] == 3
+    assert enrolled.delete("/v1/people/Carlos%20Moya").status_code == 200
+    for p in (photo("Carlos_Moya", 1), photo("Carlos_Moya", 2)):  # as the module had it
+        assert enrolled.post(
+            "/v1/enroll", data={"name": "Carlos Moya"}, files=[upload(p)]
+        ).is_success
 
 
 @pytest.mark.parametrize(
@@ -121,6 +138,11 @@ def test_rename_and_remove_people(client):
             "bad_request",
         ),
         ({"json": {"photo": "a.jpg"}}, 415, "unsupported_media_type"),
+        (
+            {"files": [upload(PROBES / "Adrien_Brody_0001.jpg")], "data": {"fpir": "1.5"}},
+            400,
+            "bad_request",
+        ),
     ],
 )
 def test_bad_requests_get_a_json_error_and_a_4xx(client, request_kwargs, status, code):
@@ -140,7 +162,7 @@ def test_a_photo_without_a_face_is_a_422_naming_the_upload(client, tmp_path):
         "/v1/identify", files=[("photo", ("wall.png", blank.read_bytes(), "image/png"))]
     )
     assert r.status_code == 422
-    assert r.json()["error"] == {"code": "no_face", "message": "photo 'wall.png': no face found"}
+    assert r.json()["error"] == {"code": "no_face", "message": "wall.png: no face found"}
 
 
 def test_unknown_routes_and_methods_answer_json(client):
@@ -264,28 +286,89 @@ def test_a_full_queue_answers_429_at_once_and_the_rest_are_served(tmp_path):
 
 
 def test_the_cli_and_the_service_enroll_into_one_gallery_at_once(tmp_path):
+    """Six photos of two people over HTTP (three at a time) while the CLI enrolls three photos
+    of a third person, one process after another: all nine are in the gallery."""
+    over_http = [
+        (person, p)
+        for person in ("Alvaro_Uribe", "Amelie_Mauresmo")
+        for p in [photo(person, 1), photo(person, 2), PROBES / f"{person}_0002.jpg"]
+    ]
+    by_cli = [photo("Carlos_Moya", 1), photo("Carlos_Moya", 2), PROBES / "Carlos_Moya_0002.jpg"]
     with Server(tmp_path) as server:
 
-        def http_enroll(i):
+        def http_enroll(item):
+            person, path = item
             with httpx.Client(base_url=server.url, timeout=120) as c:
-                files = [upload(photo("Alvaro_Uribe", 1 + i % 2))]
-                return c.post("/v1/enroll", data={"name": f"http {i}"}, files=files).status_code
+                r = c.post("/v1/enroll", data={"name": person}, files=[upload(path)])
+                return r.status_code, r.text
 
         with cf.ThreadPoolExecutor(3) as pool:
-            http = pool.map(http_enroll, range(6))
+            http = pool.map(http_enroll, over_http)
             cli = [
                 faceid_cli(
-                    "enroll",
-                    str(photo("Carlos_Moya", 1 + i % 2)),
-                    "--name",
-                    f"cli {i}",
-                    "--gallery",
-                    str(server.gallery),
+                    "enroll", str(p), "--name", "Carlos_Moya", "--gallery", str(server.gallery)
                 )
-                for i in range(3)
+                for p in by_cli
             ]
-            assert list(http) == [200] * 6
+            http = list(http)
+        assert [c for c, _ in http] == [200] * 6, http
         assert [c.returncode for c in cli] == [0, 0, 0], [c.stderr for c in cli]
         with httpx.Client(base_url=server.url) as c:
             people = c.get("/v1/people").json()["people"]
-    assert people == {**{f"http {i}": 1 for i in range(6)}, **{f"cli {i}": 1 for i in range(3)}}
+    assert people == {"Alvaro_Uribe": 3, "Amelie_Mauresmo": 3, "Carlos_Moya": 3}
+
+
+def test_several_worker_processes_serve_one_gallery(tmp_path):
+    with Server(tmp_path, "--workers", "2") as server:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            files = [upload(photo("Carlos_Moya", 1))]
+            assert c.post("/v1/enroll", data={"name": "Carlos Moya"}, files=files).is_success
+            # Whichever worker answers, it reads the gallery the other one may have written.
+            for _ in range(4):
+                r = c.post("/v1/identify", files=[upload(PROBES / "Carlos_Moya_0002.jpg")])
+                assert r.json()["faces"][0]["name"] == "Carlos Moya"
+
+
+def test_a_key_name_cannot_be_added_twice_nor_a_missing_one_removed(tmp_path):
+    keys = str(tmp_path / "keys.json")
+    assert faceid_cli("keys", "add", "k", "--role", "read", "--keys", keys).returncode == 0
+    again = faceid_cli("keys", "add", "k", "--role", "write", "--keys", keys)
+    assert again.returncode == 2 and "exists" in again.stderr
+    missing = faceid_cli("keys", "remove", "nobody", "--keys", keys)
+    assert missing.returncode == 2 and "no key named" in missing.stderr
+
+
+def test_a_gallery_of_another_model_stops_the_start_with_one_line(tmp_path, tiny_model):
+    gallery = str(tmp_path / "other")
+    made = faceid_cli(
+        "enroll",
+        str(photo("Carlos_Moya", 1)),
+        "--name",
+        "C",
+        "--gallery",
+        gallery,
+        "--model",
+        str(tiny_model),
+    )
+    assert made.returncode == 0, made.stderr
+    r = faceid_cli("serve", "--gallery", gallery, "--keys", str(tmp_path / "k.json"))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("faceid: error: ")
+    assert "Traceback" not in r.stderr
+
+
+def _preflight(url: str, origin: str) -> httpx.Response:
+    return httpx.options(
+        url + "/v1/identify",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        timeout=30,
+    )
+
+
+def test_cors_is_off_by_default_and_on_for_the_origins_given(server, tmp_path):
+    assert "access-control-allow-origin" not in _preflight(server.url, "http://app.example").headers
+    with Server(tmp_path, "--cors-origin", "http://app.example") as cors:
+        allowed = _preflight(cors.url, "http://app.example")
+        assert allowed.headers["access-control-allow-origin"] == "http://app.example"
+        other = _preflight(cors.url, "http://elsewhere.example")
+        assert "access-control-allow-origin" not in other.headers

@@ -189,7 +189,8 @@ def test_sigkill_during_enrollments_leaves_a_healthy_gallery_with_every_answered
                 name = f"w{worker} n{i}"
                 files = [upload(photo(("Alvaro_Uribe", "Carlos_Moya")[worker % 2], 1 + i % 2))]
                 try:
-                    r = c.post("/v1/enroll", data={"name": name}, files=files)
+                    data = {"name": name, "allow_duplicates": "true"}
+                    r = c.post("/v1/enroll", data=data, files=files)
                 except httpx.TransportError:
                     return  # the server died under us
                 if r.status_code == 200:
@@ -216,3 +217,23 @@ def test_sigkill_during_enrollments_leaves_a_healthy_gallery_with_every_answered
     # And the service starts again on that gallery and serves it.
     with Server(tmp_path, gallery=server.gallery) as again:
         assert again.alive()
+
+
+def test_an_enrollment_of_several_photos_reports_each_failure_and_keeps_the_rest(server):
+    files = [
+        ("photo", ("notes.jpg", b"not a photo", "image/jpeg")),
+        upload(photo("Carlos_Moya", 2)),
+    ]
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        r = c.post("/v1/enroll", data={"name": "Carlos Moya"}, files=files)
+        assert r.status_code == 200
+        body = r.json()
+        assert [e["photo"] for e in body["enrolled"]] == ["photo 'Carlos_Moya_0003.jpg'"]
+        assert body["failed"][0]["error"]["code"] == "bad_image"
+        both_bad = [
+            ("photo", ("a.jpg", b"x", "image/jpeg")),
+            ("photo", ("b.jpg", b"y", "image/jpeg")),
+        ]
+        r = c.post("/v1/enroll", data={"name": "Nobody"}, files=both_bad)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "nothing_enrolled"
+        assert len(r.json()["failed"]) == 2

@@ -76,7 +76,7 @@ def test_identify_timings_cover_the_loads_and_do_not_double_count(
 ) -> None:
     from faceid import FaceID
 
-    probe = photos["Tony_Blair"][0]
+    probe = photos["Amelie_Mauresmo"][0]
     FaceID(gallery=tmp_path / "g", model=tiny_model, device="cpu").enroll(probe, "Tony")
     fid = FaceID(gallery=tmp_path / "g", model=tiny_model, device="cpu")
     start = time.perf_counter()
@@ -170,8 +170,8 @@ def test_enroll_index_switch_rebuilds_the_gallery_index_and_says_so(
     assert "rebuilt as HNSW32" in run.stdout
     data = json.loads((gallery / "manifest.json").read_text())
     assert data["index_factory"] == "HNSW32" and data["auto_switch"] == 4
-    hit = faceid_run("identify", photos["Tony_Blair"][0], "--json", "--threshold", "4")
-    assert hit.code == 0 and hit.json()["faces"][0]["name"] == "Tony_Blair"
+    hit = faceid_run("identify", photos["Amelie_Mauresmo"][0], "--json", "--threshold", "4")
+    assert hit.code == 0 and hit.json()["faces"][0]["name"] == "Amelie_Mauresmo"
     assert faceid_run("doctor", "--json").json()["healthy"] is True
 
 

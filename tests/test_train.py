@@ -10,7 +10,7 @@ from faceid.evaluate.protocols import read_people, scan_identities
 from faceid.model.encoder import Encoder
 from faceid.model.net import NetConfig
 from faceid.train.data import FaceCache, pack_cache, prepare_cache
-from faceid.train.loop import TrainConfig, epochs_within, split_people, train
+from faceid.train.loop import TrainConfig, epochs_within, is_better, split_people, train
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
@@ -90,6 +90,39 @@ def test_online_consistent_distillation_trains_and_reloads_to_identical_outputs(
     enc_a = Encoder.load(tmp_path / "best.pt", device="cpu")
     enc_b = Encoder.load(tmp_path / "best.pt", device="cpu")
     assert np.array_equal(enc_a.embed(data.crops[:8]), enc_b.embed(data.crops[:8]))
+
+
+def test_validation_reports_the_tail_and_open_set_and_best_pt_carries_the_calibration(
+    small_cache, tmp_path
+):
+    from faceid import openset
+
+    cfg = _cfg(small_cache, tmp_path, 2)
+    cfg.val_share = 0.3  # four validation people: enough for galleries with strangers
+    best = train(cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert 0 <= row["val_tar_far1e-3"] <= row["val_tar_far1e-2"] <= 1
+        assert 0 <= row["val_rank1"] <= 1 and row["val_openset_people"] == 4
+        assert 0 <= row["val_fnir_fpir1e-2_n500"] <= 1
+    cal = Encoder.load(tmp_path / "best.pt", device="cpu").openset
+    openset.check(cal)
+    assert cal["source"]["people"] == 4
+    # the figure in the row is the one the stored calibration gives
+    rule = openset.rule_for(cal, 500, 0.01)
+    assert rule.threshold == pytest.approx(best["val_threshold_fpir1e-2_n500"], abs=1e-5)
+
+
+def test_the_best_epoch_is_chosen_by_the_open_set_figure_when_there_is_one():
+    a = {"val_auc": 0.90, "val_tar_far1e-3": 0.5, "val_fnir_fpir1e-2_n500": 0.40}
+    b = {"val_auc": 0.95, "val_tar_far1e-3": 0.4, "val_fnir_fpir1e-2_n500": 0.45}
+    assert is_better(a, None)
+    assert is_better(a, b) and not is_better(b, a)  # auto: lower FNIR wins
+    assert is_better(b, a, "auc") and is_better(a, b, "tar1e-3")
+    old = {"val_auc": 0.93}  # a row from before the open-set figure: AUC decides
+    assert is_better(b, old) and not is_better(a, old)
+    with pytest.raises(ValueError, match="select"):
+        is_better(a, b, "accuracy")
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(small_cache, tmp_path):

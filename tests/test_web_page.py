@@ -1,8 +1,9 @@
 """The web page in a real browser: Debian's Chromium, headless, driven by Selenium.
 
 A person's path through the page: enroll a photo, identify another photo of that person and
-read the name from the page, see a stranger come back unknown, list the people. A screenshot
-of the result is kept as a test artefact (test-artefacts/web_page.png, or $FACEID_TEST_ARTEFACTS).
+read the name from the page, see a stranger come back unknown, list, rename and remove people,
+enroll from a (fake) webcam. A screenshot of the result is kept as a test artefact
+(test-artefacts/web_page.png, or $FACEID_TEST_ARTEFACTS).
 """
 
 from __future__ import annotations
@@ -18,6 +19,22 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def _y4m(photo_path: Path, out: Path, frames: int = 30) -> Path:
+    """A Y4M video of one photo: Chromium's fake webcam plays it (4:2:0, even sides)."""
+    import numpy as np
+    from PIL import Image
+
+    im = Image.open(photo_path).convert("RGB")
+    im = im.resize((im.width // 2 * 2, im.height // 2 * 2))
+    y, cb, cr = (np.asarray(c) for c in im.convert("YCbCr").split())
+    half = (im.width // 2, im.height // 2)
+    planes = [y] + [np.asarray(Image.fromarray(c).resize(half, Image.BILINEAR)) for c in (cb, cr)]
+    frame = b"FRAME\n" + b"".join(p.astype(np.uint8).tobytes() for p in planes)
+    header = f"YUV4MPEG2 W{im.width} H{im.height} F30:1 Ip A1:1 C420jpeg\n".encode()
+    out.write_bytes(header + frame * frames)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +57,11 @@ def browser(tmp_path_factory):
         "--no-first-run",
         "--window-size=1400,1100",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        # A webcam that shows a face: a fake capture device playing a photo, permission given.
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--use-file-for-fake-video-capture="
+        + str(_y4m(photo("Carlos_Moya", 1), tmp_path_factory.mktemp("webcam") / "cam.y4m")),
     ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -124,6 +146,24 @@ def test_people_can_be_renamed_and_removed_from_the_page(page):
     WebDriverWait(page, 30).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, "#people-table tbody tr")
     )
+
+
+def test_a_person_can_be_enrolled_from_the_webcam(page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    name = page.find_element(By.ID, "enroll-name")
+    name.clear()
+    name.send_keys("Carlos Moya")
+    page.find_element(By.ID, "webcam-btn").click()
+    WebDriverWait(page, 30).until(
+        lambda d: d.execute_script("return document.getElementById('webcam-video').videoWidth")
+    )
+    page.execute_script("document.getElementById('enroll-status').textContent = ''")
+    page.find_element(By.ID, "webcam-capture").click()
+    status = _wait_for_text(page, "#enroll-status.ok, #enroll-status.error")
+    assert status == "enrolled 1 photo(s) of Carlos Moya", status
+    assert _identify(page, PROBES / "Carlos_Moya_0002.jpg") == "Carlos Moya"
 
 
 def test_no_request_leaves_the_machine(page):

@@ -37,6 +37,7 @@ __all__ = [
     "cmc",
     "dir_at_far",
     "open_set_at",
+    "det",
 ]
 
 
@@ -395,3 +396,24 @@ def open_set_at(
         "genuine_identified": float(np.mean(c & (g <= thr))) if g.size else None,
         "impostor_rejected": float(np.mean(i > thr)) if i.size else None,
     }
+
+
+def det(
+    genuine_best_dist: object, genuine_correct: object, impostor_best_dist: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Open-set DET curve as (fpir, fnir, thresholds), one point per unique best distance.
+
+    FPIR: share of impostor probes (strangers) whose best match is within the threshold,
+    i.e. who are given a name. FNIR: share of genuine probes not named right (wrong person at
+    rank 1, or too far), so FNIR = 1 - DIR at the same threshold. Thresholds ascend from one
+    just below every distance (FPIR 0, FNIR 1), as in :func:`roc`.
+    """
+    g, c, i = _open_set_inputs(genuine_best_dist, genuine_correct, impostor_best_dist)
+    if g.size == 0 or i.size == 0:
+        raise ValueError("a DET curve needs both genuine and impostor probes")
+    uniq = np.unique(np.concatenate([g, i]))
+    thresholds = np.concatenate([[np.nextafter(uniq[0], -np.inf)], uniq])
+    fpir = np.searchsorted(np.sort(i), thresholds, side="right") / i.size
+    named = np.sort(g[c])
+    fnir = 1.0 - np.searchsorted(named, thresholds, side="right") / g.size
+    return fpir, fnir, thresholds

@@ -15,6 +15,7 @@ from faceid.imageio import is_image_path
 
 __all__ = [
     "Pair",
+    "pair_people",
     "read_pairs",
     "read_people",
     "scan_identities",
@@ -58,7 +59,12 @@ def _image(root: Path, name: str, index: int, ext: str) -> Path:
 
 
 def read_pairs(pairs_file: str | Path, root: str | Path, *, ext: str = ".jpg") -> list[Pair]:
-    """Read any LFW pairs file into Pairs, in file order.
+    """Read a pairs file, LFW's or the plain format, into Pairs, in file order.
+
+    The plain format is one pair per line, ``path_a<TAB>path_b<TAB>1`` (same person) or
+    ``0`` (different people); relative paths are under ``root``; blank lines and lines
+    starting with ``#`` are ignored. A file whose first line is not an LFW header (one
+    or two integers) is read as plain.
 
     Two header forms exist:
 
@@ -84,6 +90,8 @@ def read_pairs(pairs_file: str | Path, root: str | Path, *, ext: str = ".jpg") -
     if not lines:
         raise ValueError(f"{path}: empty pairs file")
     head_no, head = lines[0]
+    if not (1 <= len(head) <= 2 and all(t.isdigit() for t in head)):
+        return _read_plain_pairs(path, root)
     if len(head) == 2:
         n_folds = _int(head[0], path, head_no, "number of folds", 1)
         per_class = _int(head[1], path, head_no, "pairs per class", 1)
@@ -129,6 +137,47 @@ def read_pairs(pairs_file: str | Path, root: str | Path, *, ext: str = ".jpg") -
             fold = (offset % per_class) * dev_folds // per_class
         pairs.append(Pair(a, b, same, fold))
     return pairs
+
+
+def _read_plain_pairs(path: Path, root: Path) -> list[Pair]:
+    """``path_a<TAB>path_b<TAB>1|0`` lines; folds assigned within each class, as for View 1."""
+    rows: list[tuple[Path, Path, bool]] = []
+    text = path.read_text(encoding="utf-8")
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.rstrip("\r\n").split("\t")
+        if len(fields) != 3 or fields[2].strip() not in ("0", "1"):
+            raise ValueError(
+                f"{path}:{no}: expected 'path_a<TAB>path_b<TAB>1' (same person) or '...<TAB>0' "
+                "(different people), or an LFW pairs file"
+            )
+        a, b = (root / f.strip() for f in fields[:2])
+        rows.append((a, b, fields[2].strip() == "1"))
+    if not rows:
+        raise ValueError(f"{path}: no pairs in the file")
+    totals = {label: sum(r[2] is label for r in rows) for label in (True, False)}
+    seen = {True: 0, False: 0}
+    pairs = []
+    for a, b, same in rows:
+        folds = min(DEV_FOLDS, totals[same])
+        pairs.append(Pair(a, b, same, seen[same] * folds // totals[same]))
+        seen[same] += 1
+    return pairs
+
+
+def pair_people(pairs: list[Pair], root: str | Path) -> set[str]:
+    """The people a pairs file names: the folder each photo sits in under ``root`` (LFW's
+    layout, root/name/name_0001.jpg), for checking it against a held-out people list."""
+    root = Path(root)
+    people = set()
+    for pair in pairs:
+        for photo in (pair.path_a, pair.path_b):
+            try:
+                people.add(photo.relative_to(root).parts[0])
+            except (ValueError, IndexError):
+                people.add(photo.parent.name)
+    return people
 
 
 def read_people(people_file: str | Path) -> list[tuple[str, int]]:

@@ -23,6 +23,7 @@ __all__ = [
     "plot_roc",
     "plot_distance_histograms",
     "plot_cmc",
+    "plot_det",
     "pairs_report",
     "identify_report",
     "VERIFY_FARS",
@@ -31,6 +32,7 @@ __all__ = [
 
 VERIFY_FARS = (1e-2, 1e-3)
 IDENTIFY_FARS = (1e-2, 1e-1)
+IDENTIFY_FPIRS = (1e-2, 1e-1)
 _PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 
@@ -202,6 +204,41 @@ def plot_cmc(cmc_curve: object, path: str | Path) -> None:
     _save_png(fig, path)
 
 
+def plot_det(
+    fpir: object,
+    fnir: object,
+    path: str | Path,
+    *,
+    label: str = "",
+    marks: dict[str, tuple[float, float]] | None = None,
+) -> None:
+    """Open-set DET curve: FNIR against FPIR, both on log axes (NIST FRVT 1:N style).
+
+    Points where either rate is 0 cannot sit on log axes and are dropped. ``marks`` maps a
+    caption to an operating point (fpir, fnir), e.g. the default decision rule's.
+    """
+    x = np.asarray(fpir, dtype=np.float64)
+    y = np.asarray(fnir, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"fpir and fnir must be 1-D and equally long, got {x.shape}, {y.shape}")
+    keep = (x > 0) & (y > 0)
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    if keep.any():
+        ax.step(x[keep], y[keep], where="post", label=label or None)
+    for caption, (px, py) in (marks or {}).items():
+        if px > 0 and py > 0:
+            ax.plot([px], [py], marker="o", linestyle="none", label=caption)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("FPIR: strangers given a name (log)")
+    ax.set_ylabel("FNIR: enrolled people not named right (log)")
+    ax.grid(True, which="both", alpha=0.3)
+    if label or marks:
+        ax.legend(loc="lower left", fontsize=8)
+    _save_png(fig, path)
+
+
 # --- reports -----------------------------------------------------------------
 
 
@@ -278,6 +315,7 @@ def identify_report(
     impostor_dist: object,
     *,
     stored_threshold: float | None,
+    rule: Mapping[str, Any] | None = None,
     max_rank: int = 10,
 ) -> dict:
     """Everything ``faceid evaluate identify`` reports, as a JSON-ready dict.
@@ -290,7 +328,9 @@ def identify_report(
 
     A genuine probe counts as correctly identified only when its true identity is
     strictly rank 1 (see :func:`metrics.true_ranks`), so the closed-set rank-1 and
-    the open-set figures use one definition of "correct".
+    the open-set figures use one definition of "correct". ``stored_threshold`` is scored
+    as "stored_threshold"; ``rule`` (a decision rule's dict, with its "threshold", e.g.
+    :meth:`faceid.openset.Rule.to_dict`) as "default_rule".
     """
     g = np.asarray(genuine_dist, dtype=np.float64)
     if g.ndim != 2:
@@ -324,14 +364,36 @@ def identify_report(
         "rank5": float(curve[4]),
         "cmc": curve[: int(max_rank)].tolist(),
         "dir_at_far": None,
+        "fnir_at_fpir": None,
         "stored_threshold": None,
+        "default_rule": None,
     }
     if imp_best.size:
         report["dir_at_far"] = {}
         for far in IDENTIFY_FARS:
             rate, thr = metrics.dir_at_far(best, correct, imp_best, far)
             report["dir_at_far"][_far_key(far)] = {"dir": rate, "threshold": thr}
+        # FPIR is the false-alarm rate over strangers, FNIR = 1 - DIR: NIST's 1:N vocabulary.
+        report["fnir_at_fpir"] = {}
+        for fpir in IDENTIFY_FPIRS:
+            rate, thr = metrics.dir_at_far(best, correct, imp_best, fpir)
+            report["fnir_at_fpir"][_far_key(fpir)] = {"fnir": 1.0 - rate, "threshold": thr}
     if stored_threshold is not None:
-        outcome = metrics.open_set_at(best, correct, imp_best, float(stored_threshold))
-        report["stored_threshold"] = {"threshold": float(stored_threshold), **outcome}
+        report["stored_threshold"] = _at(best, correct, imp_best, float(stored_threshold))
+    if rule is not None:
+        report["default_rule"] = {
+            **_at(best, correct, imp_best, float(rule["threshold"])),
+            "rule": dict(rule),
+        }
     return report
+
+
+def _at(best: np.ndarray, correct: np.ndarray, imp_best: np.ndarray, threshold: float) -> dict:
+    """Open-set outcome at one threshold, with the share of strangers given a name."""
+    outcome = metrics.open_set_at(best, correct, imp_best, threshold)
+    rejected = outcome["impostor_rejected"]
+    return {
+        "threshold": threshold,
+        **outcome,
+        "strangers_named": None if rejected is None else 1.0 - rejected,
+    }

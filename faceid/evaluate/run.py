@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceid.distance import pairwise_squared_l2, squared_l2
 from faceid.errors import BadImage, FaceIDError, ModelError, UsageError
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["PICKS", "evaluate_pairs", "evaluate_identify", "calibrate", "embed_photos"]
 
 PICKS = ("center", "largest")
+STRANGERS = {"all": 0.0, "half": 0.5}
+"""--strangers: the share of the one-photo people enrolled as distractors instead of probed."""
 ON_NO_FACE = "full-image"
 CHUNK = 2000
 """Photos embedded (and cached) per embed_many call: an interrupted run loses at most this."""
@@ -89,7 +92,8 @@ def _checkpoint_of(fid: FaceID):
     if path is not None and Path(path).resolve() != DEFAULT_ONNX:
         raise ModelError(
             f"calibrate writes a checkpoint: pass the .pt that {os.fsdecode(path)} was exported "
-            "from with --model"
+            "from as `model`",
+            param="model",
         )
     ckpt = load_checkpoint(DEFAULT_PT)
     if ckpt.model_id != enc.model_id:
@@ -110,7 +114,7 @@ def can_plot() -> bool:
 
 def _check_pick(pick: str) -> None:
     if pick not in PICKS:
-        raise UsageError(f"unknown --pick {pick!r}: use one of {', '.join(PICKS)}")
+        raise UsageError(f"unknown `pick` {pick!r}: use one of {', '.join(PICKS)}", param="pick")
 
 
 def embed_photos(
@@ -233,7 +237,9 @@ def _read_people(people_file: str | os.PathLike) -> list[tuple[str, int]]:
     try:
         return read_people(people_file)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--people {os.fsdecode(people_file)}: {exc}") from None
+        raise UsageError(
+            f"`people_file` {os.fsdecode(people_file)}: {exc}", param="people_file"
+        ) from None
 
 
 def _distinct(paths: list[Path]) -> list[Path]:
@@ -246,7 +252,8 @@ def _require_files(paths: list[Path], root: str | os.PathLike) -> None:
     if missing:
         raise BadImage(
             f"{len(missing)} of {len(paths)} photo(s) missing under {os.fsdecode(root)}, "
-            f"e.g. {os.fsdecode(missing[0])}: is --root the folder holding the person folders?"
+            f"e.g. {os.fsdecode(missing[0])}: is `root` the folder holding the person folders?",
+            param="root",
         )
 
 
@@ -255,7 +262,9 @@ def _out_dir(out: str | os.PathLike | None, default: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create --out {os.fsdecode(path)}: {exc.strerror}") from None
+        raise UsageError(
+            f"cannot create `out` {os.fsdecode(path)}: {exc.strerror}", param="out"
+        ) from None
     return path
 
 
@@ -265,7 +274,8 @@ def _threshold_info(fid: FaceID, kind: str = "verify") -> dict:
         model, used = float(fid.encoder.identify_threshold), float(fid.identify_threshold)
     else:
         model, used = float(fid.encoder.threshold), float(fid.threshold)
-    return {"value": used, "source": "model" if used == model else "--threshold", "model": model}
+    source = "override" if fid.threshold_overridden else "model"
+    return {"value": used, "source": source, "model": model}
 
 
 def _model_info(fid: FaceID) -> dict:
@@ -298,10 +308,7 @@ def _cache_info(embedded: Embedded) -> dict:
 
 def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Squared L2 between rows, in float64 via the dot-product form (no N x M x D temporary)."""
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.maximum(d, 0.0)
+    return pairwise_squared_l2(a.astype(np.float64), b.astype(np.float64))
 
 
 def _finish(report: dict, out: Path) -> dict:
@@ -327,7 +334,7 @@ def _pair_embeddings(
     row = {p: i for i, p in enumerate(paths)}
     a = embedded.vectors[[row[p.path_a] for p in pairs]].astype(np.float64)
     b = embedded.vectors[[row[p.path_b] for p in pairs]].astype(np.float64)
-    dist = ((a - b) ** 2).sum(1)
+    dist = squared_l2(a, b)
     same = np.array([p.same for p in pairs], dtype=bool)
     return pairs, paths, embedded, dist, same
 
@@ -419,7 +426,7 @@ def _limit_people(identities: dict[str, list[Path]], n: int, shots: int) -> dict
     small subset still exercises every figure.
     """
     if n < 1:
-        raise UsageError(f"--limit-people must be at least 1, got {n}")
+        raise UsageError(f"`limit_people` must be at least 1, got {n}", param="limit_people")
     names = sorted(identities)
     multi = [m for m in names if len(identities[m]) >= shots + 1][:n]
     few = [m for m in names if 1 <= len(identities[m]) <= shots][:n]
@@ -435,6 +442,8 @@ def evaluate_identify(
     people_file: str | os.PathLike | None = None,
     limit_people: int | None = None,
     seed: int = 0,
+    strangers: str = "all",
+    fpir: float | None = None,
     max_rank: int = 10,
     pick: str = "center",
     workers: int = 0,
@@ -444,24 +453,29 @@ def evaluate_identify(
     """Closed- and open-set identification on a folder of per-person folders.
 
     People with more than ``shots`` photos enrol ``shots`` of them and probe with
-    the rest; of the others, a seeded half enrol as distractors and the rest probe
-    as impostors who should be rejected (see ``protocols.identify_split``). The
-    gallery is small enough for an exact numpy distance matrix, which also keeps
-    ties and ranks exactly as ``metrics`` defines them. Writes report.json and
-    cmc.png; returns the report as written.
+    the rest; the others are strangers: with ``strangers="all"`` every one of them
+    probes as an impostor who should be rejected, with ``"half"`` a seeded half
+    enrol as distractors instead, making the gallery more crowded (see
+    ``protocols.identify_split``). The gallery is small enough for an exact numpy
+    distance matrix, which also keeps ties and ranks exactly as ``metrics``
+    defines them. Besides the fixed-rate figures it scores the decision rule a
+    user of ``identify`` gets for this gallery's number of people (the model's
+    open-set rule at ``fpir``, default 1 %, or the given threshold). Writes
+    report.json, cmc.png and det.png; returns the report as written.
     """
+    from faceid.evaluate import metrics
     from faceid.evaluate.protocols import identify_split, scan_identities
-    from faceid.evaluate.report import identify_report, plot_cmc
+    from faceid.evaluate.report import identify_report, plot_cmc, plot_det
 
     _check_pick(pick)
     if shots < 1:
-        raise UsageError(f"--shots must be at least 1, got {shots}")
+        raise UsageError(f"`shots` must be at least 1, got {shots}", param="shots")
     if max_rank < 1:
-        raise UsageError(f"max rank must be at least 1, got {max_rank}")
+        raise UsageError(f"`max_rank` must be at least 1, got {max_rank}", param="max_rank")
     try:
         identities = scan_identities(root)
     except OSError as exc:
-        raise UsageError(f"--root {os.fsdecode(root)}: {exc}") from None
+        raise UsageError(f"`root` {os.fsdecode(root)}: {exc}", param="root") from None
     people_total = len(identities)
     if people_file is not None:
         # e.g. LFW's peopleDevTest.txt: measure only on people the model never saw.
@@ -469,7 +483,11 @@ def evaluate_identify(
         identities = {n: v for n, v in identities.items() if n in wanted}
     if limit_people is not None:
         identities = _limit_people(identities, limit_people, shots)
-    split = identify_split(identities, shots=shots, seed=seed)
+    if strangers not in STRANGERS:
+        raise UsageError(f"unknown --strangers {strangers!r}: use one of {', '.join(STRANGERS)}")
+    split = identify_split(
+        identities, shots=shots, distractor_share=STRANGERS[strangers], seed=seed
+    )
     if not split.genuine_probes:
         raise FaceIDError(
             f"{os.fsdecode(root)}: nobody has more than {shots} photo(s), so nobody can be "
@@ -493,6 +511,8 @@ def evaluate_identify(
     search_s = time.perf_counter() - t
 
     threshold = _threshold_info(fid, "identify")
+    gallery_people = len({n for n, _ in split.gallery})
+    rule = fid.identify_rule(fpir, gallery_people)
     t = time.perf_counter()
     figures = identify_report(
         genuine_dist,
@@ -500,6 +520,7 @@ def evaluate_identify(
         [n for n, _ in split.gallery],
         impostor_dist,
         stored_threshold=threshold["value"],
+        rule=rule.to_dict(),
         max_rank=max_rank,
     )
     metrics_s = time.perf_counter() - t
@@ -508,6 +529,20 @@ def evaluate_identify(
     plots = {"cmc": "cmc.png"} if can_plot() else {}
     if plots:
         plot_cmc(figures["cmc"], out / plots["cmc"])
+    if plots and split.impostor_probes:
+        plots["det"] = "det.png"
+        named = metrics.true_ranks(
+            genuine_dist, [n for n, _ in split.genuine_probes], [n for n, _ in split.gallery]
+        )
+        at = figures["default_rule"]
+        plot_det(
+            *metrics.det(genuine_dist.min(axis=1), named == 1, impostor_dist.min(axis=1))[:2],
+            out / plots["det"],
+            label=fid.encoder.model_id,
+            marks={
+                rule.describe(): (at["strangers_named"], 1.0 - at["genuine_identified"]),
+            },
+        )
     plots_s = time.perf_counter() - t
 
     fallback_files = embedded.fallbacks(paths)
@@ -524,6 +559,7 @@ def evaluate_identify(
             "upsample": fid.upsample,
             "shots": shots,
             "seed": seed,
+            "strangers": strangers,
             "limit_people": limit_people,
             "people_file": None if people_file is None else os.fsdecode(people_file),
             "search": "exact (numpy)",
@@ -542,7 +578,32 @@ def evaluate_identify(
     return _finish(report, out)
 
 
-_HELD_OUT = {"pairsDevTest.txt", "pairs.txt"}
+HELD_OUT_PEOPLE = "peopleDevTest.txt"
+
+
+def _held_out_overlap(pairs_file: str | os.PathLike, root: str | os.PathLike) -> list[str]:
+    """A warning when the pairs really name people of peopleDevTest.txt (found beside the
+    pairs file or in root), on whom the project's figures are measured; none otherwise."""
+    from faceid.evaluate.protocols import pair_people, read_people
+
+    for folder in (Path(pairs_file).parent, Path(root)):
+        people_file = folder / HELD_OUT_PEOPLE
+        if people_file.is_file():
+            break
+    else:
+        return []
+    try:
+        held_out = {name for name, _ in read_people(people_file)}
+    except (OSError, ValueError):
+        return []
+    overlap = sorted(pair_people(_read_pairs(pairs_file, root), root) & held_out)
+    if not overlap:
+        return []
+    return [
+        f"{len(overlap)} of the people in {Path(pairs_file).name} (e.g. {overlap[0]}) are in "
+        f"{HELD_OUT_PEOPLE}, on whom the project's figures are measured: calibrating on them "
+        "makes those figures optimistic; use pairsDevTrain.txt or your own people"
+    ]
 
 
 def calibrate(
@@ -574,17 +635,16 @@ def calibrate(
     _check_pick(pick)
     output = Path(output)
     if target_far is not None and not 0.0 < target_far < 1.0:
-        raise UsageError(f"--target-far must be within (0, 1), got {target_far}")
+        raise UsageError(
+            f"`target_far` must be within (0, 1), got {target_far}", param="target_far"
+        )
     if output.exists() and not force:
-        raise ModelError(f"{os.fsdecode(output)} exists: choose another file or pass --force")
+        raise ModelError(
+            f"{os.fsdecode(output)} exists: choose another file or use `force`", param="force"
+        )
     if output.is_dir():
         raise UsageError(f"{os.fsdecode(output)} is a folder: give a checkpoint file name")
-    warnings = []
-    if Path(pairs_file).name in _HELD_OUT:
-        warnings.append(
-            f"{Path(pairs_file).name} holds peopleDevTest people, on whom the project's "
-            "figures are measured: calibrate on pairsDevTrain.txt instead"
-        )
+    warnings = _held_out_overlap(pairs_file, root)
 
     pairs, paths, embedded, dist, same = _pair_embeddings(
         fid, pairs_file, root, pick=pick, workers=workers, progress=progress, use_cache=use_cache

@@ -17,10 +17,11 @@ from faceid.gallery.faiss_index import (
     inner_index,
     make_index,
     search_people,
+    training_size,
     tune_index,
 )
 from faceid.gallery.manifest import FORMAT_VERSION
-from faceid.gallery.names import validate_name
+from faceid.gallery.names import RESERVED_NAMES, new_name, validate_name
 from faceid.gallery.store import Gallery
 
 __all__ = [
@@ -33,6 +34,9 @@ __all__ = [
     "inner_index",
     "make_index",
     "search_people",
+    "training_size",
     "tune_index",
     "validate_name",
+    "new_name",
+    "RESERVED_NAMES",
 ]

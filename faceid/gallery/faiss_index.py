@@ -44,6 +44,28 @@ def _new_index(dim: int, factory: str) -> Any:
     return faiss.IndexIDMap2(inner)
 
 
+# FAISS warns below 39 training points per centroid (k-means would be poor); PQ-like codes
+# train 256 centroids per sub-quantizer.
+POINTS_PER_CENTROID = 39
+
+
+def training_size(factory: str, dim: int = 128) -> int:
+    """How many faces an index from `factory` needs before it can be trained (0: none).
+
+    A new gallery asked for such an index (e.g. IVF4096,Flat) starts exact instead, and
+    switches once it holds this many, so that the first enrollment does not fail.
+    """
+    import faiss
+
+    index = _new_index(dim, factory)
+    if index.is_trained:
+        return 0
+    try:
+        return POINTS_PER_CENTROID * int(faiss.extract_index_ivf(index.index).nlist)
+    except RuntimeError:  # not IVF: product or scalar quantizers
+        return POINTS_PER_CENTROID * 256
+
+
 def _build_index(dim: int, factory: str, vectors: np.ndarray) -> Any:
     """A fresh index holding exactly ``vectors``; trains it first if the factory needs it."""
     index = _new_index(dim, factory)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-REPAIR_HINT = "run `faceid doctor --repair`"
+# Said to library users and command-line users alike, so it names both ways to repair.
+REPAIR_HINT = "repair it: `faceid doctor --repair`, or FaceID.doctor(repair=True)"
 
 # FAISS prefixes its messages with where in its C++ source they were raised, and failed
 # assertions with the assertion's text: "Error in <function> at <file>:<line>: Error: '<expr>'

@@ -11,6 +11,10 @@ MAX_NAME_LENGTH = 200
 
 JOINERS = frozenset("\u200c\u200d")
 
+# The words faceid prints for "no one": a person called so would be indistinguishable from
+# a stranger in identify's output (and its exit code would lie).
+RESERVED_NAMES = frozenset({"unknown"})
+
 
 def validate_name(name: str) -> str:
     """Return the canonical form of a person's name, or raise BadName.
@@ -32,6 +36,21 @@ def validate_name(name: str) -> str:
             raise BadName(f"name {_short(clean)} contains the control character U+{ord(ch):04X}")
         if ch in "/\\":
             raise BadName(f"name {_short(clean)} contains {ch!r}; slashes are not allowed")
+    return clean
+
+
+def new_name(name: str) -> str:
+    """validate_name for a name about to be stored: also refuses the reserved words.
+
+    Kept apart from validate_name so that galleries written before a word was reserved
+    still open.
+    """
+    clean = validate_name(name)
+    if clean.casefold() in RESERVED_NAMES:
+        raise BadName(
+            f"{_short(clean)} is what faceid answers for a face it does not know: "
+            "choose another name"
+        )
     return clean
 
 

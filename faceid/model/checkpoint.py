@@ -108,6 +108,27 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
     return path
 
 
+def _check_container(path: Path) -> None:
+    """Say in words what a file is when it is plainly not a checkpoint (torch's own errors
+    for such files are things like "101", the byte it choked on)."""
+    from faceid.imageio import image_format
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise ModelError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    if not head:
+        raise ModelError(f"{path} is an empty file, not a faceid checkpoint")
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip or pickle format
+        return
+    kind = image_format(head)
+    what = f"a {kind} image" if kind else "not a PyTorch file"
+    if kind is None and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        what = "a text file"
+    raise ModelError(f"{path} is not a faceid checkpoint: it is {what}")
+
+
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     """Load and verify a checkpoint; the default one ships inside the package."""
     import torch
@@ -116,9 +137,11 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     if not path.is_file():
         if path == DEFAULT_CHECKPOINT:
             raise ModelError(
-                "no model is installed: the default checkpoint is missing; pass --model"
+                "no model is installed: the default checkpoint is missing; pass `model`",
+                param="model",
             )
         raise ModelError(f"checkpoint not found: {path}")
+    _check_container(path)
     if importlib.util.find_spec("torch") is None:
         raise ModelError(
             f"{path} is a torch checkpoint and torch is not installed: "
@@ -127,8 +150,14 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for corrupt or unsafe files
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"cannot read checkpoint {path}: {reason}") from None
+        text = str(exc)
+        if "Weights only load failed" in text:
+            reason = "it holds Python objects that are unsafe to load, so it is not one of ours"
+        elif "zip archive" in text or "central directory" in text:
+            reason = "its archive is truncated or corrupt (an interrupted copy?)"
+        else:
+            reason = f"torch could not load it ({type(exc).__name__})"
+        raise ModelError(f"{path} is not a usable faceid checkpoint: {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not a faceid checkpoint")
     if payload.get("version") != VERSION:

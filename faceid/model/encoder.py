@@ -71,6 +71,11 @@ class Encoder:
         t = self.card.identify_threshold
         return self.card.threshold if t is None else t
 
+    @property
+    def openset(self) -> dict | None:
+        """The open-set calibration (see faceid.openset), or None for older checkpoints."""
+        return self.card.meta.get("openset")
+
     def embed(self, crops: np.ndarray, threads: int | None = None) -> np.ndarray:
         """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 unit vectors.
 

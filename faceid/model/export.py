@@ -28,7 +28,7 @@ def _graph_module(checkpoint):
     from torch import nn
     from torch.nn import functional as F
 
-    from faceid.model.net import FaceNet, NetConfig
+    from faceid.model.net import FaceNet, NetConfig, normalize
 
     net = FaceNet(NetConfig.from_dict(checkpoint.config))
     net.load_state_dict(checkpoint.state_dict)
@@ -38,12 +38,10 @@ def _graph_module(checkpoint):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
-            self.register_buffer("mean", torch.tensor(pre["mean"]).view(1, 3, 1, 1) * 255)
-            self.register_buffer("std", torch.tensor(pre["std"]).view(1, 3, 1, 1) * 255)
             self.flip = bool(pre.get("flip"))
 
         def forward(self, crops: torch.Tensor) -> torch.Tensor:
-            x = (crops.permute(0, 3, 1, 2).float() - self.mean) / self.std
+            x = normalize(crops.permute(0, 3, 1, 2).float() / 255, pre)
             if not self.flip:
                 return self.net(x)
             return F.normalize(self.net(x) + self.net(x.flip(3)), dim=1)

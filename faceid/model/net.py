@@ -13,6 +13,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+# How pixels become the network's input; checkpoints record it (Checkpoint.preprocess).
+PREPROCESS: dict = {"mean": [0.5] * 3, "std": [0.5] * 3, "flip": True}
+
+
+def normalize(pixels: torch.Tensor, preprocess: dict | None = None) -> torch.Tensor:
+    """NCHW pixels in [0, 1] -> the network's input, (x - mean) / std per channel.
+
+    The one place this is written: training, validation and the Encoder all call it, so
+    the network always sees what it was trained on.
+    """
+    pre = PREPROCESS if preprocess is None else preprocess
+    mean = torch.as_tensor(pre["mean"], dtype=pixels.dtype, device=pixels.device)
+    std = torch.as_tensor(pre["std"], dtype=pixels.dtype, device=pixels.device)
+    return (pixels - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
 
 @dataclass(frozen=True)
 class NetConfig:

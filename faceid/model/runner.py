@@ -52,7 +52,7 @@ def open_model(path: str | os.PathLike | None = None, device: str = "auto") -> R
     which has the same weights and model id.
     """
     if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda")
+        raise UsageError(f"unknown `device` {device!r}: use auto, cpu or cuda", param="device")
     if path is None:
         wants_gpu = device == "cuda" or (device == "auto" and gpu_present() and torch_installed())
         if wants_gpu and DEFAULT_PT.is_file():
@@ -67,7 +67,8 @@ def open_model(path: str | os.PathLike | None = None, device: str = "auto") -> R
     if path.suffix.lower() == ".onnx":
         if device == "cuda":
             raise UsageError(
-                "--device cuda runs torch checkpoints: pass a .pt model, or --device cpu"
+                "`device` 'cuda' runs torch checkpoints: pass a .pt `model`, or `device` 'cpu'",
+                param=("device", "model"),
             )
         from faceid.model.onnx_runner import OnnxRunner
 

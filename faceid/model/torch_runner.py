@@ -36,9 +36,11 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available")
+        raise UsageError(
+            "`device` 'cuda' was asked for but no CUDA GPU is available", param="device"
+        )
     if device not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda")
+        raise UsageError(f"unknown `device` {device!r}: use auto, cpu or cuda", param="device")
     return device
 
 
@@ -46,7 +48,6 @@ class TorchRunner:
     """A checkpoint's network on torch, preprocessing from uint8 as the ONNX graph does."""
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
-        import torch
 
         from faceid.model.net import FaceNet, NetConfig
 
@@ -61,10 +62,8 @@ class TorchRunner:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(f"checkpoint does not fit the network: {reason}") from None
         self.net = net.eval().to(self.device)
-        pre = checkpoint.preprocess
-        self._mean = torch.tensor(pre["mean"], device=self.device).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(pre["std"], device=self.device).view(1, 3, 1, 1) * 255
-        self._flip = bool(pre.get("flip"))
+        self._preprocess = checkpoint.preprocess
+        self._flip = bool(self._preprocess.get("flip"))
 
     @classmethod
     def load(cls, path: str | os.PathLike | None, device: str = "auto") -> TorchRunner:
@@ -73,7 +72,10 @@ class TorchRunner:
     def run(self, crops: np.ndarray, threads: int | None = None) -> np.ndarray:
         import torch
 
+        from faceid.model.net import normalize
+
         with torch.inference_mode(), cpu_threads((threads or 0) if self.device == "cpu" else 0):
             x = torch.from_numpy(np.ascontiguousarray(crops))
-            x = (x.to(self.device).permute(0, 3, 1, 2).float() - self._mean) / self._std
+            pixels = x.to(self.device).permute(0, 3, 1, 2).float() / 255
+            x = normalize(pixels, self._preprocess)
             return self.net.embed(x, flip=self._flip).float().cpu().numpy()

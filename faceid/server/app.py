@@ -29,17 +29,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 import faceid
-from faceid.errors import (
-    BadImage,
-    BadName,
-    FaceIDError,
-    GalleryError,
-    ManyFaces,
-    ModelError,
-    NoFace,
-    NotEnrolled,
-    UsageError,
-)
+from faceid.errors import FaceIDError
 from faceid.server.keys import KeyStore, default_keys_path
 from faceid.server.limits import DEFAULT_MAX_BODY, BodyLimit, Busy, WorkPool, too_large_message
 from faceid.server.metrics import Metrics
@@ -87,17 +77,20 @@ def is_loopback(host: str) -> bool:
 
 # -- errors ------------------------------------------------------------------------------------
 
-# The status of each FaceIDError kind; a subclass takes its nearest listed ancestor's.
-STATUS: dict[type, int] = {
-    BadImage: 422,
-    NoFace: 422,
-    ManyFaces: 422,
-    BadName: 422,
-    NotEnrolled: 404,
-    UsageError: 400,
-    GalleryError: 500,
-    ModelError: 500,
-    FaceIDError: 400,
+# The status of each FaceIDError kind, by class name (as its code is); a kind not listed
+# takes its nearest listed ancestor's.
+STATUS: dict[str, int] = {
+    "BadImage": 422,
+    "NoFace": 422,
+    "ManyFaces": 422,
+    "BadName": 422,
+    "NotEnrolled": 404,
+    "Duplicate": 409,
+    "NoGallery": 404,
+    "UsageError": 400,
+    "GalleryError": 500,
+    "ModelError": 500,
+    "FaceIDError": 400,
 }
 
 
@@ -119,7 +112,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict:
 
 
 def _faceid_error(request: Request, exc: FaceIDError) -> JSONResponse:
-    status = next(STATUS[c] for c in type(exc).__mro__ if c in STATUS)
+    status = next(STATUS[c.__name__] for c in type(exc).__mro__ if c.__name__ in STATUS)
     return JSONResponse(error_body(error_code(exc), str(exc)), status_code=status)
 
 

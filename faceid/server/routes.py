@@ -1,24 +1,27 @@
 """The /v1 endpoints: parse the form, call the FaceID API in the work pool, serialise.
 
-Photos arrive as multipart file fields and are decoded by the same guarded loader as the CLI
-(`faceid.imageio.load_image`: format whitelist, PNG CRCs, decompression-bomb check). Anything
+Photos arrive as multipart file fields and go to the API as file objects, so they are decoded
+by the same guarded loader as the CLI's files (format whitelist, PNG CRCs, decompression-bomb
+check, reduced decoding of large JPEGs for detection). Anything
 CPU-bound (decoding, detection, the encoder, gallery writes) runs in the bounded pool, which
 answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upright photo.
 """
 
 from __future__ import annotations
 
+import inspect
+import io
 import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadImage, BadName, FaceIDError
-from faceid.server.app import ApiError, error_body, error_code, require
+from faceid.errors import BadName, FaceIDError, NoGallery, UsageError
+from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
 READ = [Depends(require("read"))]
@@ -32,19 +35,13 @@ def _named(exc: FaceIDError, name: str) -> FaceIDError:
     return type(exc)(_ANONYMOUS.sub(name, str(exc)))
 
 
-def _decode(name: str, data: bytes) -> Any:
-    """Decode an upload with the CLI's guards; errors name the upload."""
-    from faceid.imageio import load_image
-
-    try:
-        return load_image(data)
-    except BadImage as exc:
-        raise _named(exc, name) from None
-
-
-async def _read(upload: UploadFile, field: str) -> tuple[str, bytes]:
+async def _read(upload: UploadFile, field: str) -> tuple[str, io.BytesIO]:
+    """An upload as the API takes it (a binary file object named by its file name, which the
+    gallery records as the source), and a label for messages."""
     label = f"{field} {upload.filename!r}" if upload.filename else field
-    return label, await upload.read()
+    photo = io.BytesIO(await upload.read())
+    photo.name = upload.filename or field
+    return label, photo
 
 
 async def _run(request: Request, fn: Callable[[], dict], route: str) -> dict:
@@ -59,6 +56,15 @@ def _fid(request: Request) -> Any:
     return request.app.state.fid
 
 
+def _people(fid: Any) -> dict[str, int]:
+    """The service's own gallery before its first enrollment is simply empty (the CLI, given
+    a path by hand, says there is no gallery there instead)."""
+    try:
+        return fid.people()
+    except NoGallery:
+        return {}
+
+
 Photo = Annotated[UploadFile, File(description="A photo (JPEG, PNG, BMP, WebP, GIF or TIFF).")]
 Largest = Annotated[bool, Form(description="Use the largest face when there are several.")]
 
@@ -69,6 +75,13 @@ async def enroll(
     name: Annotated[str, Form(description="The person's name.")],
     photo: Annotated[list[UploadFile], File(description="One or more photos of that person.")],
     largest: Largest = False,
+    allow_duplicates: Annotated[
+        bool,
+        Form(
+            description="Enroll a face already enrolled, or one that identify would already "
+            "name as someone else (refused by default, as code `duplicate`)."
+        ),
+    ] = False,
 ) -> Any:
     """Each photo that has one face is enrolled under `name` (one gallery write per photo,
     under the gallery's lock, so the CLI may write at the same time). Photos that fail are
@@ -80,33 +93,23 @@ async def enroll(
         enrolled, failed = [], []
         for label, data in uploads:
             try:
-                emb_id = fid.enroll(_decode(label, data), name, largest=largest)
-            except BadName:
-                raise
+                emb_id = fid.enroll(data, name, largest=largest, allow_duplicates=allow_duplicates)
             except FaceIDError as exc:
+                # One photo, or a bad name: the request's own error, with its own status.
+                if len(uploads) == 1 or isinstance(exc, BadName):
+                    raise _named(exc, label) from None
                 exc = _named(exc, label)
-                failed.append({"photo": label, "error": error_body(error_code(exc), str(exc))})
+                failed.append({"photo": label, **error_body(error_code(exc), str(exc))})
                 continue
             enrolled.append({"name": name, "photo": label, "id": int(emb_id)})
         return {"enrolled": enrolled, "failed": failed}
 
     result = await _run(request, work, "/v1/enroll")
     if not result["enrolled"]:
-        first = result["failed"][0]["error"]["error"]
-        if len(result["failed"]) == 1:
-            raise ApiError(422, first["code"], first["message"])
-        return _json(
-            error_body("nothing_enrolled", f"no photo was enrolled: {first['message']}")
-            | {"failed": result["failed"]},
-            422,
-        )
+        first = result["failed"][0]["error"]["message"]
+        body = error_body("nothing_enrolled", f"no photo was enrolled: {first}")
+        return JSONResponse(body | {"failed": result["failed"]}, 422)
     return result
-
-
-def _json(data: dict, status: int) -> Response:
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(data, status)
 
 
 @router.post("/verify", dependencies=READ, summary="Are two photos the same person?")
@@ -118,9 +121,8 @@ async def verify(
     fid = _fid(request)
 
     def work() -> dict:
-        ia, ib = _decode(la, a), _decode(lb, b)
         try:
-            return fid.verify(ia, ib, largest=largest).to_dict()
+            return fid.verify(a, b, largest=largest).to_dict()
         except FaceIDError as exc:
             raise _named(exc, f"{la} or {lb}") from None
 
@@ -134,16 +136,29 @@ async def identify(
     top_k: Annotated[int, Form(ge=1, le=100, description="How many nearest people.")] = 1,
     all_faces: Annotated[bool, Form(description="Report every face, with its box.")] = False,
     largest: Largest = False,
+    fpir: Annotated[
+        float | None,
+        Form(
+            gt=0,
+            lt=1,
+            description="Target share of strangers given a name, for this gallery's size: "
+            "chooses the threshold (models with an open-set calibration).",
+        ),
+    ] = None,
 ) -> dict:
     """Each face's best match within the identification threshold, or `unknown`; `matches`
-    lists the `top_k` nearest people with their distances."""
+    lists the `top_k` nearest people with their distances, and `threshold` the one used."""
     label, data = await _read(photo, "photo")
     fid = _fid(request)
+    options: dict[str, Any] = {"top_k": top_k, "all_faces": all_faces, "largest": largest}
+    if fpir is not None:  # passed on where the API chooses thresholds by fpir
+        if "fpir" not in inspect.signature(fid.identify).parameters:
+            raise UsageError("this faceid cannot choose a threshold by fpir")
+        options["fpir"] = fpir
 
     def work() -> dict:
-        image = _decode(label, data)
         try:
-            faces = fid.identify(image, top_k=top_k, all_faces=all_faces, largest=largest)
+            faces = fid.identify(data, **options)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {"faces": [f.to_dict() for f in faces]}
@@ -158,9 +173,8 @@ async def embed(request: Request, photo: Photo, largest: Largest = False) -> dic
     fid = _fid(request)
 
     def work() -> dict:
-        image = _decode(label, data)
         try:
-            vector = fid.embed(image, largest=largest)
+            vector = fid.embed(data, largest=largest)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {
@@ -177,7 +191,7 @@ Name = Annotated[str, Path(description="The person's name (URL-encoded).")]
 
 @router.get("/people", dependencies=READ, summary="Enrolled people and their photo counts")
 def people(request: Request) -> dict:
-    found = _fid(request).people()
+    found = _people(_fid(request))
     return {"people": found, "count": len(found)}
 
 
@@ -187,12 +201,17 @@ def remove(request: Request, name: Name) -> dict:
 
 
 class Rename(BaseModel):
-    name: str = Field(description="The new name (an existing name merges the two).")
+    name: str = Field(description="The new name.")
+    merge: bool = Field(
+        default=False,
+        description="Onto a name already enrolled: file both people's photos under it "
+        "(without it, that is refused: there is no undo).",
+    )
 
 
 @router.patch("/people/{name:path}", dependencies=WRITE, summary="Rename a person")
 def rename(request: Request, name: Name, body: Rename) -> dict:
-    n = _fid(request).rename(name, body.name)
+    n = _fid(request).rename(name, body.name, merge=body.merge)
     return {"renamed": name, "to": body.name.strip(), "embeddings": n}
 
 
@@ -200,7 +219,7 @@ def rename(request: Request, name: Name, body: Rename) -> dict:
 def health(request: Request) -> dict:
     state = request.app.state
     fid = state.fid
-    found = fid.people()
+    found = _people(fid)
     return {
         "status": "ok",
         "version": request.app.version,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from faceid.distance import pairwise_squared_l2, squared_l2
+
 
 class SquaredL2:
     """||a - b||², the distance faceid thresholds everywhere.
@@ -13,9 +15,7 @@ class SquaredL2:
     """
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        y = x if y is None else y
-        sq = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2 * x @ y.T
-        return sq.clamp_min(0)
+        return pairwise_squared_l2(x, x if y is None else y)
 
     def paired(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return ((a - b) ** 2).sum(1)
+        return squared_l2(a, b)

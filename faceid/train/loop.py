@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from faceid.atomic import atomic_open
+from faceid.distance import pairwise_squared_l2, squared_l2
 from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from faceid.model.net import FaceNet, NetConfig
+from faceid.model.net import PREPROCESS, FaceNet, NetConfig, normalize
 from faceid.train.augment import augment
 from faceid.train.data import FaceCache
 from faceid.train.losses import DistillationLoss, RelationalDistillLoss, TripletLoss
@@ -39,6 +40,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     val_share: float = 0.1
+    select: str = "auto"  # best-epoch criterion: see SELECT
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -96,7 +98,7 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
     out = []
     with torch.inference_mode():
         for i in range(0, len(crops), batch):
-            x = (to_input(crops[i : i + batch], device) - 0.5) / 0.5
+            x = normalize(to_input(crops[i : i + batch], device))
             out.append(net.embed(x, flip=True).float().cpu())
     return torch.cat(out).numpy()
 
@@ -104,28 +106,101 @@ def embed(net: FaceNet, crops: np.ndarray, device: str, batch: int = 256) -> np.
 def pair_distances(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, device: str) -> np.ndarray:
     """Squared L2 between the embeddings of each (i, j) pair of crops."""
     emb = embed(net, crops, device)
-    return ((emb[pairs[:, 0]] - emb[pairs[:, 1]]) ** 2).sum(1)
+    return squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
+
+
+OPENSET_PEOPLE = 500
+"""Gallery size of validation's open-set figure: about the issue's 496 DevTest people."""
+OPENSET_MIN_PEOPLE = 3
+"""Fewer validation people than this cannot make a gallery with strangers to calibrate on."""
+SELECT = {
+    # name: (row key, larger is better); "auto" is "openset" when the row has it, else "auc"
+    "auc": ("val_auc", True),
+    "tar1e-3": ("val_tar_far1e-3", True),
+    "openset": (f"val_fnir_fpir1e-2_n{OPENSET_PEOPLE}", False),
+}
+
+
+def openset_figures(emb: np.ndarray, labels: np.ndarray, *, draws: int = 32) -> tuple[dict, dict]:
+    """Open-set figures of held-out people, and the calibration they come from.
+
+    rank-1: the first photo of each person enrolled, the others searched for. FNIR at
+    FPIR 1 %: the share of enrolled people's photos not named right at the threshold that
+    names 1 % of strangers, for a gallery of OPENSET_PEOPLE (estimated by faceid.openset
+    from galleries drawn among these people, extrapolated in log N past their number).
+    """
+    from faceid import openset
+    from faceid.evaluate import metrics
+
+    cal = openset.calibrate_embeddings(emb, labels, draws=draws)
+    first = np.unique(labels, return_index=True)[1]
+    probes = np.setdiff1d(np.arange(labels.size), first)
+    dist = pairwise_squared_l2(emb[probes], emb[first])
+    ranks = metrics.true_ranks(dist, labels[probes], labels[first])
+    rule = openset.rule_for(cal, OPENSET_PEOPLE, 0.01)
+    figures = {
+        "val_rank1": float(np.mean(ranks == 1)),
+        "val_openset_people": int(first.size),
+        f"val_threshold_fpir1e-2_n{OPENSET_PEOPLE}": float(rule.threshold),
+        SELECT["openset"][0]: float(rule.fnir),
+    }
+    return figures, cal
 
 
 def validate(
-    net: FaceNet, crops: np.ndarray, pairs: np.ndarray, same: np.ndarray, device: str
+    net: FaceNet,
+    crops: np.ndarray,
+    pairs: np.ndarray,
+    same: np.ndarray,
+    device: str,
+    labels: np.ndarray | None = None,
 ) -> dict:
+    """Verification figures on the validation pairs; with labels, open-set figures too."""
     from faceid.evaluate import metrics
 
-    dist = pair_distances(net, crops, pairs, device)
+    emb = embed(net, crops, device)
+    dist = squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
     threshold, acc = metrics.best_threshold(dist, same)
     tar, _ = metrics.tar_at_far(dist, same, 1e-2)
-    return {
+    row = {
         "val_accuracy": float(acc),
         "val_threshold": float(threshold),
         "val_threshold_far1e-2": float(metrics.threshold_at_far(dist, same, 1e-2)),
         "val_auc": float(metrics.roc_auc(dist, same)),
         "val_tar_far1e-2": float(tar),
+        # 1e-3 is below a validation set's resolution unless it has 1,000+ impostor pairs:
+        # see val_far_resolution.
+        "val_tar_far1e-3": float(metrics.tar_at_far(dist, same, 1e-3)[0]),
+        "val_far_resolution": 1.0 / max(1, int((~same).sum())),
         # Pairs are listed same-first: interleave folds so each holds both kinds.
         "val_kfold_accuracy": float(
             metrics.kfold_accuracy(dist, same, np.arange(len(same)) % 10)["mean"]
         ),
     }
+    if labels is not None and np.unique(labels).size >= OPENSET_MIN_PEOPLE:
+        row.update(openset_figures(emb, labels)[0])
+    return row
+
+
+def is_better(row: dict, best: dict | None, select: str = "auto") -> bool:
+    """Whether an epoch's validation row beats the best so far, by `select` (see SELECT).
+
+    "auto" uses the open-set figure when both rows have it (older runs' rows may not),
+    else the ROC AUC. Ties go to the higher AUC.
+    """
+    if best is None:
+        return True
+    if select == "auto":
+        key = SELECT["openset"][0]
+        select = "openset" if key in row and key in best else "auc"
+    if select not in SELECT:
+        raise ValueError(f"unknown select {select!r}: use auto or one of {', '.join(SELECT)}")
+    key, larger = SELECT[select]
+    if key not in best:
+        return True
+    if row[key] != best[key]:
+        return row[key] > best[key] if larger else row[key] < best[key]
+    return row["val_auc"] > best["val_auc"]
 
 
 def lr_at(step: float, total: float, warmup: float, base: float) -> float:
@@ -184,7 +259,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         relational = RelationalDistillLoss()
     elif cfg.distill > 0:
         if data.teacher is None:
-            raise ValueError("distill needs a cache prepared with teacher descriptors")
+            raise ValueError("`distill` needs a cache prepared with teacher descriptors")
         teacher_mean = torch.from_numpy(data.teacher[train_idx].mean(0))
         distill = DistillationLoss(teacher_mean).to(device)
     blend_rng = np.random.default_rng(cfg.seed + 1)
@@ -234,7 +309,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
                 targets = None if data.teacher is None else torch.from_numpy(data.teacher[idx])
             labels = torch.from_numpy(data.labels[idx]).to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_amp):
-                emb_all = net((x - 0.5) / 0.5).float()
+                emb_all = net(normalize(x)).float()
             emb = emb_all[: len(idx)]  # blends have no identity: distillation only
             triplets = miner(emb, labels, cfg.margin)
             t_loss, active = triplet_loss(emb, triplets)
@@ -265,11 +340,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             seconds=round(elapsed, 1),
             images_per_s=round(steps_per_epoch * len(batch) / (time.time() - t0), 1),
         )
-        row.update(validate(net, val_crops, val_pairs, val_same, device))
-        is_best = best is None or row["val_auc"] > best["val_auc"]
-        if is_best:
+        row.update(validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx]))
+        if is_better(row, best, cfg.select):
             best = row
-            _export(net, cfg, row, out / "best.pt")
+            _export(net, cfg, row, out / "best.pt", val_crops, data.labels[val_idx])
         log.write(json.dumps(row) + "\n")
         log.flush()
         if progress:
@@ -347,15 +421,31 @@ def _teacher_mean(
     return torch.cat(outs).mean(0)
 
 
-def _export(net: FaceNet, cfg: TrainConfig, row: dict, path: Path) -> None:
-    """A self-contained inference checkpoint, threshold calibrated on validation people."""
+def _export(
+    net: FaceNet,
+    cfg: TrainConfig,
+    row: dict,
+    path: Path,
+    val_crops: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+) -> None:
+    """A self-contained inference checkpoint, calibrated on validation people: the
+    verification thresholds, and (given their crops) the open-set calibration identify
+    uses to choose its threshold for a gallery's size (meta["openset"])."""
+    meta = {"train_config": asdict(cfg) | {"people": None}, "validation": row}
+    if val_labels is not None and np.unique(val_labels).size >= OPENSET_MIN_PEOPLE:
+        device = next(net.parameters()).device.type
+        emb = embed(net, val_crops, device)
+        cal = openset_figures(emb, val_labels, draws=64)[1]
+        cal["source"]["people_from"] = "the training run's validation people (held out)"
+        meta["openset"] = cal
     ckpt = Checkpoint(
         config=NetConfig.from_dict(cfg.net).to_dict(),
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         threshold=row["val_threshold"],
         identify_threshold=row["val_threshold_far1e-2"],
-        preprocess={"mean": [0.5] * 3, "std": [0.5] * 3, "flip": True},
-        meta={"train_config": asdict(cfg) | {"people": None}, "validation": row},
+        preprocess=dict(PREPROCESS),
+        meta=meta,
     )
     save_checkpoint(ckpt, path, overwrite=True)
     load_checkpoint(path)  # refuse to leave a checkpoint that does not read back

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from faceid.distance import squared_l2
 from faceid.train.distances import SquaredL2
 
 
@@ -48,7 +49,7 @@ class DistillationLoss(nn.Module):
         return F.normalize(teacher.float() - self.mean, dim=1)
 
     def forward(self, embeddings: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return ((embeddings.float() - self.targets(teacher)) ** 2).sum(1).mean()
+        return squared_l2(embeddings.float(), self.targets(teacher)).mean()
 
 
 class RelationalDistillLoss(nn.Module):

@@ -119,7 +119,7 @@ async function enroll(blobs) {
   show(status, "enrolling…");
   try {
     const r = await api("POST", "/v1/enroll", form);
-    const failed = r.failed.map((f) => f.error.error.message).join("; ");
+    const failed = r.failed.map((f) => f.error.message).join("; ");
     show(status, `enrolled ${r.enrolled.length} photo(s) of ${name.trim()}` +
       (failed ? `; skipped: ${failed}` : ""), failed ? "error" : "ok");
     refreshPeople();
