@@ -70,6 +70,16 @@ def test_a_stranger_is_unknown_and_top_k_lists_the_nearest(enrolled):
     assert face["matches"][0]["distance"] <= face["matches"][1]["distance"]
 
 
+def test_identify_chooses_its_threshold_by_fpir_and_says_so(enrolled):
+    probe = [upload(PROBES / "Carlos_Moya_0002.jpg")]
+    default = enrolled.post("/v1/identify", files=probe).json()["faces"][0]
+    strict = enrolled.post("/v1/identify", files=probe, data={"fpir": "0.001"}).json()["faces"][0]
+    assert default["rule"]["kind"] == strict["rule"]["kind"] == "fpir"
+    assert default["rule"]["fpir"] == 0.01 and strict["rule"]["fpir"] == 0.001
+    assert strict["threshold"] <= default["threshold"]
+    assert abs(default["threshold"] - default["rule"]["threshold"]) < 1e-5
+
+
 def test_verify_answers_same_and_different_with_the_threshold(client):
     same = client.post(
         "/v1/verify",

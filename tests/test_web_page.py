@@ -156,8 +156,12 @@ def test_a_person_can_be_enrolled_from_the_webcam(page):
     name.clear()
     name.send_keys("Carlos Moya")
     page.find_element(By.ID, "webcam-btn").click()
+    # Playing, with frames drawn (the first frames of a starting camera may be blank).
     WebDriverWait(page, 30).until(
-        lambda d: d.execute_script("return document.getElementById('webcam-video').videoWidth")
+        lambda d: d.execute_script(
+            "const v = document.getElementById('webcam-video');"
+            "return v.videoWidth > 0 && v.readyState >= 2 && v.currentTime > 0.5"
+        )
     )
     page.execute_script("document.getElementById('enroll-status').textContent = ''")
     page.find_element(By.ID, "webcam-capture").click()

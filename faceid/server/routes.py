@@ -9,7 +9,6 @@ answers 429 when full. Boxes are [left, top, right, bottom] in pixels of the upr
 
 from __future__ import annotations
 
-import inspect
 import io
 import re
 import time
@@ -20,7 +19,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from faceid.errors import BadName, FaceIDError, NoGallery, UsageError
+from faceid.errors import BadName, FaceIDError, NoGallery
 from faceid.server.app import error_body, error_code, require
 
 router = APIRouter(prefix="/v1")
@@ -147,18 +146,14 @@ async def identify(
     ] = None,
 ) -> dict:
     """Each face's best match within the identification threshold, or `unknown`; `matches`
-    lists the `top_k` nearest people with their distances, and `threshold` the one used."""
+    lists the `top_k` nearest people with their distances; `threshold` is the one used and
+    `rule` says how it was chosen (by default for a 1 % FPIR at the gallery's size)."""
     label, data = await _read(photo, "photo")
     fid = _fid(request)
-    options: dict[str, Any] = {"top_k": top_k, "all_faces": all_faces, "largest": largest}
-    if fpir is not None:  # passed on where the API chooses thresholds by fpir
-        if "fpir" not in inspect.signature(fid.identify).parameters:
-            raise UsageError("this faceid cannot choose a threshold by fpir")
-        options["fpir"] = fpir
 
     def work() -> dict:
         try:
-            faces = fid.identify(data, **options)
+            faces = fid.identify(data, top_k=top_k, all_faces=all_faces, largest=largest, fpir=fpir)
         except FaceIDError as exc:
             raise _named(exc, label) from None
         return {"faces": [f.to_dict() for f in faces]}
