@@ -153,7 +153,8 @@ def _model_options(fn):
             "--model",
             type=click.Path(path_type=Path),
             default=None,
-            help="Checkpoint file [default: the shipped model].",
+            help="Model: an .onnx export (onnxruntime) or a .pt checkpoint (needs torch) "
+            "[default: the shipped model].",
         ),
         click.option(
             "--device",

@@ -227,14 +227,14 @@ def load_image(
 class Picture:
     """A photo as detection needs it: `image` may be a reduced decode of a large JPEG.
 
-    `scale` is full-resolution pixels per pixel of `image` (1.0: full resolution); `full()`
-    decodes the full-resolution pixels on first use, for a face too small in `image`.
+    `scale` is full-resolution pixels per pixel of `image` (1.0: full resolution). A face
+    that needs more pixels than `image` has asks `at_scale` for a finer decode.
     """
 
     image: np.ndarray
     scale: float = 1.0
-    _reload: Callable[[], np.ndarray] | None = field(default=None, repr=False)
-    _full: np.ndarray | None = field(default=None, repr=False)
+    _decode: Callable[[int | None], tuple[np.ndarray, int]] | None = field(default=None, repr=False)
+    _finer: dict = field(default_factory=dict, repr=False)
 
     @property
     def full_shape(self) -> tuple[int, int]:
@@ -242,12 +242,22 @@ class Picture:
         h, w = self.image.shape[:2]
         return round(h * self.scale), round(w * self.scale)
 
+    def at_scale(self, scale: float) -> tuple[np.ndarray, float]:
+        """Pixels at `scale` full-resolution pixels per pixel or finer, and their own scale:
+        `image` when it is fine enough, else the coarsest JPEG reduction (1/2, 1/4) that is,
+        else the full resolution. Decodes are kept for the next face."""
+        if scale >= self.scale or self._decode is None:
+            return self.image, self.scale
+        long_side = max(self.full_shape)
+        reduce_to = math.ceil(long_side / max(scale, 1.0)) if scale > 1.0 else None
+        if reduce_to not in self._finer:
+            image, full_long = self._decode(reduce_to)
+            self._finer[reduce_to] = (image, full_long / max(image.shape[:2]))
+        return self._finer[reduce_to]
+
     def full(self) -> np.ndarray:
-        if self.scale == 1.0 or self._reload is None:
-            return self.image
-        if self._full is None:
-            self._full = self._reload()
-        return self._full
+        """The full-resolution pixels."""
+        return self.at_scale(1.0)[0]
 
 
 def load_picture(
@@ -270,7 +280,7 @@ def load_picture(
     scale = long_side / max(image.shape[:2])
     if scale == 1.0:
         return Picture(image)
-    return Picture(image, scale, lambda: _decode(opener, name, max_pixels)[0])
+    return Picture(image, scale, lambda side: _decode(opener, name, max_pixels, side))
 
 
 def _opener(source: object, caller: str) -> tuple[Callable[[], BinaryIO], str]:
@@ -400,6 +410,7 @@ def _decode_stream(
     im.seek(0)  # animated GIF / WebP / multi-page TIFF: the first frame only
     long_side = max(width, height)
     if reduce_to and im.format == "JPEG" and long_side >= 2 * reduce_to:
+        # libjpeg picks the largest of 1/2, 1/4, 1/8 that keeps the size at least this
         ratio = reduce_to / long_side
         im.draft(None, (math.ceil(width * ratio), math.ceil(height * ratio)))
     im.load()

@@ -58,8 +58,10 @@ def test_a_large_jpeg_is_decoded_at_reduced_size_for_detection(face: Path) -> No
     data = upscaled(face, 8)  # 2000 x 2000
     picture = load_picture(data, reduce_to=DETECT_SIDE)
     assert picture.image.shape == (1000, 1000, 3) and picture.scale == 2.0
-    assert picture.full().shape == (2000, 2000, 3)
     assert picture.full_shape == (2000, 2000)
+    assert picture.at_scale(3.0)[1] == 2.0  # coarser than needed: the decode at hand
+    assert picture.full().shape == (2000, 2000, 3)
+    np.testing.assert_array_equal(picture.full(), load_image(data))
 
 
 def test_small_photos_and_arrays_are_not_reduced(face: Path) -> None:
@@ -88,7 +90,7 @@ def test_a_big_photo_embeds_like_its_original(face: Path, detector, encoder) -> 
     assert float(((a - b) ** 2).sum()) < 0.1  # the threshold is 1.24
 
 
-def test_a_small_face_in_a_big_photo_is_aligned_from_full_resolution(
+def test_a_small_face_in_a_big_photo_is_aligned_from_a_finer_decode(
     face: Path, detector, encoder
 ) -> None:
     canvas = Image.new("RGB", (4000, 3000), (90, 110, 100))
@@ -99,7 +101,8 @@ def test_a_small_face_in_a_big_photo_is_aligned_from_full_resolution(
     faces = find_faces(picture, detector)
     assert len(faces) == 1 and faces[0].box[0] >= 2000
     crop = align_face(picture, faces[0], encoder.input_size)
-    assert picture._full is not None  # the face needed the full-resolution pixels
+    # The face needed more pixels than the 1/4 decode: the 1/2 one was made for it.
+    assert [scale for _, scale in picture._finer.values()] == [2.0]
     reference = crop_photo(face, detector, encoder.input_size).crop
     a, b = encoder.embed(np.stack([reference, crop]))
     assert float(((a - b) ** 2).sum()) < 0.1
@@ -136,3 +139,16 @@ def test_aligning_from_many_more_pixels_gives_the_same_crop(face: Path, detector
     reference = align(image, landmarks, 96).astype(float)
     shrunk = align(big, (landmarks + 0.5) * 8 - 0.5, 96).astype(float)
     assert np.abs(shrunk - reference).mean() < 6  # grey levels, out of 255
+
+
+def test_a_reduced_decode_is_turned_upright_like_the_full_one() -> None:
+    """EXIF orientation 6 (rotate 90): the reduced decode and its scale agree with the full."""
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (1000, 2000, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    picture = load_picture(out.getvalue(), reduce_to=DETECT_SIDE)
+    assert picture.image.shape == (1000, 500, 3) and picture.scale == 2.0
+    assert picture.full_shape == (2000, 1000) == load_image(out.getvalue()).shape[:2]
