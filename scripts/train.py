@@ -34,6 +34,24 @@ from faceid.train.miners import MINERS
     show_default=True,
     help="Weight of distillation from dlib's descriptors (0 = triplet loss only).",
 )
+@click.option(
+    "--teacher",
+    type=click.Choice(["fixed", "online"]),
+    default="fixed",
+    show_default=True,
+    help="fixed: dlib's stored descriptors of the plain crops; online: the torch re-implementation "
+    "of dlib's network describes the very augmented views and blends the student sees "
+    "(needs a cache prepared with --master).",
+)
+@click.option(
+    "--blends", default=32, show_default=True, help="Online: two-person blends per batch."
+)
+@click.option(
+    "--relational",
+    default=1.0,
+    show_default=True,
+    help="Online: weight of matching the teacher's raw in-batch distances.",
+)
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--input-size", default=64, show_default=True)
 @click.option("--widths", default="32,64,128,256", show_default=True)
@@ -67,6 +85,9 @@ def main(
     miner,
     margin,
     distill,
+    teacher,
+    blends,
+    relational,
     lr,
     input_size,
     widths,
@@ -97,6 +118,9 @@ def main(
         miner=miner,
         margin=margin,
         distill=distill,
+        teacher=teacher,
+        blends=blends,
+        relational=relational,
         lr=lr,
         seed=seed,
         select=select,

@@ -23,7 +23,7 @@ def small_cache(tmp_path_factory):
     names = sorted(n for n, k in read_people(LFW / "peopleDevTrain.txt") if k >= 4)[:14]
     items = [(n, p) for n in names for p in identities[n][:4]]
     out = tmp_path_factory.mktemp("cache")
-    summary = prepare_cache(items, out, size=32, workers=2, teacher=True)
+    summary = prepare_cache(items, out, size=32, workers=2, teacher=True, master=200)
     assert summary["count"] == len(items) == 56
     return out
 
@@ -74,6 +74,21 @@ def test_training_loss_falls_and_checkpoint_reloads_to_identical_outputs(
     enc_a = Encoder.load(tmp_path / "best.pt", device="cpu")
     enc_b = Encoder.load(tmp_path / "best.pt", device="cpu")
     assert enc_a.threshold == best["val_threshold"]
+    assert np.array_equal(enc_a.embed(data.crops[:8]), enc_b.embed(data.crops[:8]))
+
+
+def test_online_consistent_distillation_trains_and_reloads_to_identical_outputs(
+    small_cache, tmp_path
+):
+    data = FaceCache.load(small_cache)
+    assert data.masters.shape == (56, 200, 200, 3) and data.student_maps.shape == (56, 2, 3)
+    cfg = _cfg(small_cache, tmp_path, 2, teacher="online", distill=1.0, blends=4)
+    best = train(cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["distill"] > 0 and r["relational"] > 0 for r in rows)
+    assert np.isfinite([r["loss"] for r in rows]).all() and 0 <= best["val_auc"] <= 1
+    enc_a = Encoder.load(tmp_path / "best.pt", device="cpu")
+    enc_b = Encoder.load(tmp_path / "best.pt", device="cpu")
     assert np.array_equal(enc_a.embed(data.crops[:8]), enc_b.embed(data.crops[:8]))
 
 

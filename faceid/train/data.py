@@ -30,6 +30,8 @@ from faceid.pipeline import crop_photo
 CROPS = "crops.u8"
 INDEX = "index.json"
 TEACHER = "teacher.npy"
+MASTERS = "masters.u8"  # wide views in the teacher's chip geometry (see faceid/train/views.py)
+STUDENT_FROM_MASTER = "student_from_master.npy"  # per photo: 2x3 map, master px -> crop px
 PACKED = "crops.jpg.npy"  # every crop's JPEG bytes, one after another
 OFFSETS = "crops.offsets.npy"  # crop i is PACKED[OFFSETS[i]:OFFSETS[i + 1]]
 
@@ -39,6 +41,7 @@ class _Job:
     size: int
     upsample: int
     teacher: bool
+    master: int = 0
 
 
 _state: dict = {}
@@ -67,7 +70,12 @@ def _prepare_one(path: str):
         return None, None, f"unreadable: {result.error}"
     note = "no face detected: central-box fallback" if result.status == "fallback" else ""
     teacher = dlib_descriptor(image, result.face.box) if job.teacher else None
-    return result.crop, teacher, note
+    views = None
+    if job.master:
+        from faceid.train.views import master_view
+
+        views = master_view(image, result.face.landmarks, job.master, job.size)
+    return result.crop, teacher, note, views
 
 
 def prepare_cache(
@@ -78,8 +86,13 @@ def prepare_cache(
     upsample: int = 1,
     workers: int | None = None,
     teacher: bool = False,
+    master: int = 0,
 ) -> dict:
-    """Detect, align (and optionally describe with dlib) every item into `out`."""
+    """Detect, align (and optionally describe with dlib) every item into `out`.
+
+    master > 0 also stores each face in the teacher's chip geometry at that side (with
+    room around it) and the map from it to the crop, for consistent distillation.
+    """
     from tqdm import tqdm
 
     out = Path(out)
@@ -87,6 +100,12 @@ def prepare_cache(
     n = len(items)
     crops = np.lib.format.open_memmap(out / (CROPS + ".npy"), "w+", np.uint8, (n, size, size, 3))
     targets = np.zeros((n, 128), np.float32) if teacher else None
+    masters = maps = None
+    if master:
+        masters = np.lib.format.open_memmap(
+            out / (MASTERS + ".npy"), "w+", np.uint8, (n, master, master, 3)
+        )
+        maps = np.zeros((n, 2, 3), np.float32)
     keep = np.zeros(n, bool)
     notes: dict[str, str] = {}
     workers = workers or os.cpu_count() or 1
@@ -94,9 +113,9 @@ def prepare_cache(
     # forked child can inherit locked and hang on.
     ctx = get_context("spawn")
     paths = [str(p) for _, p in items]
-    with ctx.Pool(workers, _init_worker, (_Job(size, upsample, teacher),)) as pool:
+    with ctx.Pool(workers, _init_worker, (_Job(size, upsample, teacher, master),)) as pool:
         results = pool.imap(_prepare_one, paths, chunksize=8)
-        for i, (crop, target, note) in enumerate(
+        for i, (crop, target, note, views) in enumerate(
             tqdm(results, total=n, desc="prepare", unit="img")
         ):
             if crop is not None:
@@ -104,9 +123,14 @@ def prepare_cache(
                 keep[i] = True
                 if targets is not None:
                     targets[i] = target
+                if views is not None:
+                    masters[i], maps[i] = views
             if note:
                 notes[paths[i]] = note
     crops.flush()
+    if masters is not None:
+        masters.flush()
+        np.save(out / STUDENT_FROM_MASTER, maps)
     entries = [
         {"name": name, "path": str(path), "ok": bool(k)} for (name, path), k in zip(items, keep)
     ]
@@ -118,6 +142,7 @@ def prepare_cache(
         "unreadable": sum(1 for v in notes.values() if v.startswith("unreadable")),
         "notes": notes,
         "teacher": "dlib_face_recognition_resnet_model_v1" if teacher else None,
+        "master": master or None,
     }
     if targets is not None:
         np.save(out / TEACHER, targets)
@@ -175,14 +200,27 @@ def _read_crops(folder: Path, rows: list[int]) -> np.ndarray:
     return np.stack([_decode(packed[offsets[i] : offsets[i + 1]].tobytes()) for i in rows])
 
 
+def _read_masters(folder: Path, rows: list[int]) -> np.ndarray | None:
+    path = folder / (MASTERS + ".npy")
+    if not path.exists():
+        return None
+    return np.ascontiguousarray(np.load(path, mmap_mode="r")[rows])
+
+
 @dataclass
 class FaceCache:
-    """A prepared cache in memory: uint8 crops, integer labels, names, optional teacher."""
+    """A prepared cache in memory: uint8 crops, integer labels, names, optional teacher.
+
+    masters / student_maps: the wide teacher-geometry views and their maps to the crop,
+    present when the cache was prepared with `master` (memory-mapped, not copied).
+    """
 
     crops: np.ndarray
     labels: np.ndarray
     names: list[str]
     teacher: np.ndarray | None
+    masters: np.ndarray | None = None
+    student_maps: np.ndarray | None = None
 
     @classmethod
     def load(cls, folder: Path, people: list[str] | None = None) -> FaceCache:
@@ -203,4 +241,10 @@ class FaceCache:
             labels=labels,
             names=names,
             teacher=None if teacher is None else teacher[rows],
+            masters=_read_masters(folder, rows),
+            student_maps=(
+                np.load(folder / STUDENT_FROM_MASTER)[rows]
+                if (folder / STUDENT_FROM_MASTER).exists()
+                else None
+            ),
         )

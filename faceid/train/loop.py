@@ -20,7 +20,7 @@ from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from faceid.model.net import PREPROCESS, FaceNet, NetConfig, normalize
 from faceid.train.augment import augment
 from faceid.train.data import FaceCache
-from faceid.train.losses import DistillationLoss, TripletLoss
+from faceid.train.losses import DistillationLoss, RelationalDistillLoss, TripletLoss
 from faceid.train.miners import MINERS
 from faceid.train.sampler import PKSampler
 
@@ -46,6 +46,13 @@ class TrainConfig:
     threads: int = 0
     people: list[str] | None = None
     init: str | None = None  # start from this checkpoint's weights (a warm restart)
+    # "fixed": dlib's descriptors stored in the cache, computed once on the plain crop;
+    # "online": the torch teacher describes the very view the student sees (consistent
+    # distillation, needs a cache prepared with masters; see faceid/train/views.py).
+    teacher: str = "fixed"
+    blends: int = 32  # online: two-person blends per batch, taught by the teacher alone
+    relational: float = 1.0  # online: weight of the batch-distance term
+    teacher_batch: int = 64
     minutes: float = 0.0  # > 0: fit `epochs` to this wall-clock budget (see epochs_within)
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
 
@@ -240,12 +247,22 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     miner = MINERS[cfg.miner]
     triplet_loss = TripletLoss(cfg.margin)
-    distill = None
-    if cfg.distill > 0:
+    distill = teacher = relational = None
+    if cfg.teacher == "online":
+        if data.masters is None:
+            raise ValueError("an online teacher needs a cache prepared with masters")
+        from faceid.train.teacher import load_teacher
+
+        teacher = load_teacher(device)
+        teacher_mean = _teacher_mean(teacher, data, train_idx, cfg, device)
+        distill = DistillationLoss(teacher_mean).to(device)
+        relational = RelationalDistillLoss()
+    elif cfg.distill > 0:
         if data.teacher is None:
             raise ValueError("`distill` needs a cache prepared with teacher descriptors")
         teacher_mean = torch.from_numpy(data.teacher[train_idx].mean(0))
         distill = DistillationLoss(teacher_mean).to(device)
+    blend_rng = np.random.default_rng(cfg.seed + 1)
     use_amp = device == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -266,7 +283,14 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     while epoch < cfg.epochs:
         t0 = time.time()
         net.train()
-        sums = {"loss": 0.0, "triplet": 0.0, "distill": 0.0, "active": 0.0, "triplets": 0}
+        sums = {
+            "loss": 0.0,
+            "triplet": 0.0,
+            "distill": 0.0,
+            "relational": 0.0,
+            "active": 0.0,
+            "triplets": 0,
+        }
         bar = tqdm(
             sampler,
             total=steps_per_epoch,
@@ -278,17 +302,25 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr)
             idx = train_idx[batch]
-            x = augment(to_input(data.crops[idx], device))
+            if teacher is not None:
+                x, targets = _consistent_views(data, idx, cfg, teacher, blend_rng, device)
+            else:
+                x = augment(to_input(data.crops[idx], device))
+                targets = None if data.teacher is None else torch.from_numpy(data.teacher[idx])
             labels = torch.from_numpy(data.labels[idx]).to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_amp):
-                emb = net(normalize(x)).float()
+                emb_all = net(normalize(x)).float()
+            emb = emb_all[: len(idx)]  # blends have no identity: distillation only
             triplets = miner(emb, labels, cfg.margin)
             t_loss, active = triplet_loss(emb, triplets)
             loss = t_loss
-            d_loss = torch.zeros(())
+            d_loss = r_loss = torch.zeros(())
             if distill is not None:
-                d_loss = distill(emb, torch.from_numpy(data.teacher[idx]).to(device))
+                d_loss = distill(emb_all, targets.to(device))
                 loss = loss + cfg.distill * d_loss
+            if relational is not None and cfg.relational > 0:
+                r_loss = relational(emb_all, targets.to(device))
+                loss = loss + cfg.relational * r_loss
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -296,6 +328,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             sums["loss"] += float(loss.detach())
             sums["triplet"] += float(t_loss.detach())
             sums["distill"] += float(d_loss.detach())
+            sums["relational"] += float(r_loss.detach())
             sums["active"] += active
             sums["triplets"] += len(triplets[0])
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", active=f"{active:.2f}")
@@ -338,6 +371,54 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             total = cfg.epochs * steps_per_epoch
     log.close()
     return best
+
+
+def _consistent_views(
+    data: FaceCache,
+    idx: np.ndarray,
+    cfg: TrainConfig,
+    teacher: torch.nn.Module,
+    rng: np.random.Generator,
+    device: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's crops and the teacher's answers about exactly those images.
+
+    The batch's masters get `cfg.blends` two-person blends appended, are augmented
+    once, and both views are cut from the same augmented masters.
+    """
+    from faceid.train.views import blend, make_views, photometric, to_float
+
+    masters = to_float(data.masters[idx]).to(device)
+    maps = data.student_maps[idx]
+    if cfg.blends:
+        mixed, parent = blend(masters, data.labels[idx], cfg.blends, rng)
+        masters, maps = torch.cat([masters, mixed]), np.concatenate([maps, maps[parent]])
+    crops, chips = make_views(photometric(masters), maps, NetConfig.from_dict(cfg.net).input_size)
+    with torch.inference_mode():
+        targets = torch.cat([teacher(c) for c in chips.split(cfg.teacher_batch)])
+    return crops, targets.clone()
+
+
+def _teacher_mean(
+    teacher: torch.nn.Module, data: FaceCache, train_idx: np.ndarray, cfg: TrainConfig, device: str
+) -> torch.Tensor:
+    """The teacher's mean descriptor over (up to 2,000 of) the training photos, un-augmented.
+
+    Centring on it spreads dlib's narrow cone of descriptors over the sphere, so the
+    regression target cannot collapse the student.
+    """
+    from faceid.train.views import make_views, to_float
+
+    rows = np.random.default_rng(cfg.seed).permutation(train_idx)[:2000]
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(rows), cfg.teacher_batch):
+            r = np.sort(rows[i : i + cfg.teacher_batch])
+            _, chips = make_views(
+                to_float(data.masters[r]).to(device), data.student_maps[r], 8, jitter=False
+            )
+            outs.append(teacher(chips).float().cpu())
+    return torch.cat(outs).mean(0)
 
 
 def _export(

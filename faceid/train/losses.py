@@ -50,3 +50,39 @@ class DistillationLoss(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         return squared_l2(embeddings.float(), self.targets(teacher)).mean()
+
+
+class RelationalDistillLoss(nn.Module):
+    """Match the batch's student distances to the teacher's raw ones, hard impostors first.
+
+    Centring dlib's descriptors (needed for the regression target) costs the teacher
+    accuracy; its raw pairwise distances keep the full signal. Each side's squared
+    distances are taken in units of its own mean over the batch (the student's scale is
+    set by the triplet margin), compared with a smooth L1, and pairs the teacher calls
+    different people (beyond `teacher_threshold`, dlib's 0.6 squared) that the student
+    puts close get up to `1 + hard_weight` times the weight: those decide identification.
+    """
+
+    def __init__(
+        self,
+        teacher_threshold: float = 0.36,
+        hard_weight: float = 4.0,
+        temperature: float = 0.5,
+        distance: SquaredL2 | None = None,
+    ) -> None:
+        super().__init__()
+        self.teacher_threshold = teacher_threshold
+        self.hard_weight = hard_weight
+        self.temperature = temperature
+        self.distance = distance or SquaredL2()
+
+    def forward(self, embeddings: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        n = len(embeddings)
+        off = ~torch.eye(n, dtype=torch.bool, device=embeddings.device)
+        d_s = self.distance.pairwise(embeddings.float())[off]
+        d_t = self.distance.pairwise(teacher.float())[off]
+        weight = 1 + self.hard_weight * (
+            (d_t > self.teacher_threshold) * torch.exp(-d_s.detach() / self.temperature)
+        )
+        loss = F.smooth_l1_loss(d_s / d_s.mean(), d_t / d_t.mean(), reduction="none", beta=0.1)
+        return (weight * loss).sum() / weight.sum()
