@@ -12,6 +12,20 @@ import torch
 from torch.nn import functional as F
 
 
+def color_jitter(x: torch.Tensor, rand, *, color: float, gray: float) -> torch.Tensor:
+    """Saturation, contrast and brightness each scaled by 1 ± `color`, then grayscale with
+    probability `gray`; `rand(*shape)` draws uniform [0, 1) numbers on x's device."""
+    n = len(x)
+    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+    lum = (x * weights).sum(1, keepdim=True)
+    x = lum + (x - lum) * (1 + (rand(n, 1, 1, 1) * 2 - 1) * color)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * (1 + (rand(n, 1, 1, 1) * 2 - 1) * color) + mean
+    x = x * (1 + (rand(n, 1, 1, 1) * 2 - 1) * color)
+    lum = (x * weights).sum(1, keepdim=True).expand_as(x)
+    return torch.where(rand(n, 1, 1, 1) < gray, lum, x)
+
+
 def augment(
     x: torch.Tensor,
     *,
@@ -44,23 +58,7 @@ def augment(
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    # Brightness, contrast, saturation.
-    b = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color
-    c = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color
-    sat = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color
-    lum = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(
-        1, keepdim=True
-    )
-    x = lum + (x - lum) * sat
-    mean = x.mean((1, 2, 3), keepdim=True)
-    x = (x - mean) * c + mean
-    x = x * b
-    # Grayscale.
-    g = rand(n, 1, 1, 1) < gray
-    lum = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(
-        1, keepdim=True
-    )
-    x = torch.where(g, lum.expand_as(x), x)
+    x = color_jitter(x, rand, color=color, gray=gray)
     # Blur with a 3x3 Gaussian.
     k = torch.tensor([1.0, 2.0, 1.0], device=dev)
     k = (k[:, None] * k[None, :]) / 16

@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from faceid.align import TEMPLATE_5PT, similarity_transform
+from faceid.train.augment import color_jitter
 from faceid.train.teacher import CHIP_PADDING, CHIP_SIZE, chip_template
 
 MASTER_PADDING = 0.5
@@ -116,14 +117,7 @@ def photometric(
     def rand(*shape):
         return torch.rand(*shape, generator=generator).to(x.device)
 
-    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
-    lum = (x * weights).sum(1, keepdim=True)
-    x = lum + (x - lum) * (1 + (rand(n, 1, 1, 1) * 2 - 1) * color)
-    mean = x.mean((1, 2, 3), keepdim=True)
-    x = (x - mean) * (1 + (rand(n, 1, 1, 1) * 2 - 1) * color) + mean
-    x = x * (1 + (rand(n, 1, 1, 1) * 2 - 1) * color)
-    lum = (x * weights).sum(1, keepdim=True).expand_as(x)
-    x = torch.where(rand(n, 1, 1, 1) < gray, lum, x)
+    x = color_jitter(x, rand, color=color, gray=gray)
     # Gaussian blur of a random strength (sigma 1-2.5 master pixels), on the chosen few.
     chosen = torch.nonzero(rand(n) < blur).flatten()
     if len(chosen):
