@@ -61,6 +61,28 @@ class Doctor:
 
     # ---------------------------------------------------------------- doctor
 
+    def _read_checked(self, kind, path, digest, ids, parse, ids_of, same):
+        """(parsed file, None) when `path` matches its digest and the manifest's ids,
+        else (None, the problem in one line)."""
+        try:
+            data = _read_bytes(path)
+            if _sha256(data) != digest:
+                raise GalleryError(
+                    f"{kind} file {path} is corrupt (sha256 does not match the manifest); "
+                    f"{REPAIR_HINT}"
+                )
+            value = parse(data)
+            found = ids_of(value)
+            if not same(found, ids):
+                raise GalleryError(_disagree(path, self._manifest_path, found, ids))
+            return value, None
+        except FileNotFoundError:
+            return None, f"{kind} file {path} is missing; {REPAIR_HINT}"
+        except OSError as exc:
+            return None, f"cannot read {path}: {exc.strerror}"
+        except GalleryError as exc:
+            return None, str(exc)
+
     def _verify_files(self, diag: _Diagnosis) -> None:
         """Check the index, vectors and backup named by diag.manifest; record problems."""
         manifest = diag.manifest
@@ -68,41 +90,28 @@ class Doctor:
         ids = manifest.ids
         index_path = self.path / manifest.index_file
         vectors_path = self.path / manifest.vectors_file
-        try:
-            data = _read_bytes(index_path)
-            if _sha256(data) != manifest.index_sha256:
-                raise GalleryError(
-                    f"index file {index_path} is corrupt (sha256 does not match the manifest); "
-                    f"{REPAIR_HINT}"
-                )
-            index = _parse_index(data, index_path, manifest.dim)
-            index_ids = _index_ids(index)
-            if not _same_ids(index_ids, ids):
-                raise GalleryError(_disagree(index_path, self._manifest_path, index_ids, ids))
+        index, diag.index_problem = self._read_checked(
+            "index",
+            index_path,
+            manifest.index_sha256,
+            ids,
+            lambda data: _parse_index(data, index_path, manifest.dim),
+            _index_ids,
+            _same_ids,
+        )
+        vectors, diag.vectors_problem = self._read_checked(
+            "vectors",
+            vectors_path,
+            manifest.vectors_sha256,
+            ids,
+            lambda data: _parse_vectors(data, vectors_path, manifest.dim),
+            lambda v: v["id"],
+            np.array_equal,
+        )
+        if index is not None:
             diag.index = index
-        except FileNotFoundError:
-            diag.index_problem = f"index file {index_path} is missing; {REPAIR_HINT}"
-        except OSError as exc:
-            diag.index_problem = f"cannot read {index_path}: {exc.strerror}"
-        except GalleryError as exc:
-            diag.index_problem = str(exc)
-        try:
-            data = _read_bytes(vectors_path)
-            if _sha256(data) != manifest.vectors_sha256:
-                raise GalleryError(
-                    f"vectors file {vectors_path} is corrupt (sha256 does not match the "
-                    f"manifest); {REPAIR_HINT}"
-                )
-            vectors = _parse_vectors(data, vectors_path, manifest.dim)
-            if not np.array_equal(vectors["id"], ids):
-                raise GalleryError(_disagree(vectors_path, self._manifest_path, vectors["id"], ids))
+        if vectors is not None:
             diag.vectors = vectors
-        except FileNotFoundError:
-            diag.vectors_problem = f"vectors file {vectors_path} is missing; {REPAIR_HINT}"
-        except OSError as exc:
-            diag.vectors_problem = f"cannot read {vectors_path}: {exc.strerror}"
-        except GalleryError as exc:
-            diag.vectors_problem = str(exc)
         backup = self.path / _gen_name("manifest", manifest.generation)
         if not backup.is_file():
             diag.backup_ok = False

@@ -212,10 +212,17 @@ def make_views(
     to_crop = torch.from_numpy(
         np.concatenate([crop_maps.astype(np.float64), np.tile([[[0.0, 0.0, 1.0]]], (n, 1, 1))], 1)
     )
-    to_chip = torch.from_numpy(chip_from_master(side)).expand(n, 3, 3)
     crops = _sample(masters, (inv_jit @ torch.linalg.inv(to_crop)).float(), crop_size)
-    chips = _sample(masters, (inv_jit @ torch.linalg.inv(to_chip)).float(), CHIP_SIZE)
-    return crops, chips * 255
+    return crops, teacher_chips(masters, inv_jit)
+
+
+def teacher_chips(masters: torch.Tensor, inv_jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """The teacher's 150 px chips (0..255) of (N, 3, S, S) masters, through an optional jitter."""
+    n, side = len(masters), masters.shape[-1]
+    from_chip = torch.linalg.inv(torch.from_numpy(chip_from_master(side))).expand(n, 3, 3)
+    if inv_jitter is not None:
+        from_chip = inv_jitter @ from_chip
+    return _sample(masters, from_chip.float(), CHIP_SIZE) * 255
 
 
 def to_float(masters_u8: np.ndarray) -> torch.Tensor:
