@@ -708,18 +708,10 @@ class FaceID:
     def rename(self, old: str, new: str, *, merge: bool = False) -> int:
         """Rename a person. Onto a name already enrolled only with `merge`, which files both
         people's photos under one name (there is no undo: the two cannot be told apart after)."""
-        from faceid.gallery import new_name, validate_name
+        from faceid.gallery import new_name
 
         self._require_gallery()
-        target = new_name(new)
-        taken = self._housekeeping_gallery().people().get(target, 0)
-        if taken and validate_name(old) != target and not merge:
-            raise UsageError(
-                f"{target!r} is already enrolled ({taken} photo(s)): renaming {old!r} onto it "
-                "would merge two people for good; use `merge` if that is what you want",
-                param="merge",
-            )
-        return self._housekeeping_gallery().rename(old, target)
+        return self._housekeeping_gallery().rename(old, new_name(new), merge=merge)
 
     def _no_gallery(self) -> NoGallery:
         return NoGallery(f"no gallery at {self.gallery_label}: enroll someone to create it")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceid.errors import BadName, GalleryError, NotEnrolled
+from faceid.errors import BadName, GalleryError, NotEnrolled, UsageError
 from faceid.gallery import Match
 from faceid.gallery.locate import inspect, open_for_doctor, open_gallery
 from faceid.gallery.transfer import copy_gallery
@@ -91,6 +91,19 @@ def test_rename_onto_an_existing_person_merges_them(location) -> None:
         g.rename("Jon", "Jonathan")
     with pytest.raises(NotEnrolled):
         g.remove("Jon")
+    assert g.check() == []
+
+
+def test_rename_without_merge_refuses_an_enrolled_name_inside_the_write(location) -> None:
+    g = at(location)
+    x = unit(3, seed=5)
+    g.add(x, ["Jon", "John", "John"], ["a", "b", "c"])
+    with pytest.raises(UsageError, match="already enrolled .2 photo") as refused:
+        g.rename("Jon", "John", merge=False)
+    assert refused.value.params == ("merge",)
+    assert g.people() == {"John": 2, "Jon": 1}
+    assert g.rename("Jon", "Jonathan", merge=False) == 1
+    assert g.rename("Jonathan", "Jonathan", merge=False) == 1
     assert g.check() == []
 
 

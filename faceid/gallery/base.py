@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from faceid.errors import UsageError
 from faceid.gallery.names import validate_name
 
 _NORM_TOLERANCE = 1e-3
@@ -69,8 +70,11 @@ class GalleryBackend(Protocol):
     def remove(self, name: str) -> int:
         """Forget a person; returns how many embeddings went (NotEnrolled if none)."""
 
-    def rename(self, old: str, new: str) -> int:
-        """Rename a person, merging into ``new`` if enrolled; returns embeddings renamed."""
+    def rename(self, old: str, new: str, *, merge: bool = True) -> int:
+        """Rename a person, merging into ``new`` if enrolled; returns embeddings renamed.
+
+        With ``merge`` false a ``new`` already enrolled is refused (``merge_refused``), checked
+        inside the same write as the rename so that no other writer can slip in between."""
 
     def search(
         self, queries: np.ndarray, k: int = 1, *, per_person_pool: int = 50
@@ -91,6 +95,15 @@ class GalleryBackend(Protocol):
 
     def repair(self) -> list[str]:
         """Fix what can be fixed without losing anyone; returns the actions taken."""
+
+
+def merge_refused(old: str, new: str, taken: int) -> UsageError:
+    """The error for a rename onto an enrolled name without ``merge``: a merge cannot be undone."""
+    return UsageError(
+        f"{new!r} is already enrolled ({taken} photo(s)): renaming {old!r} onto it "
+        "would merge two people for good; use `merge` if that is what you want",
+        param="merge",
+    )
 
 
 def as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:

@@ -33,7 +33,14 @@ from typing import Any
 import numpy as np
 
 from faceid.errors import GalleryError, NotEnrolled
-from faceid.gallery.base import Match, Neighbours, as_matrix, best_per_person, check_new_faces
+from faceid.gallery.base import (
+    Match,
+    Neighbours,
+    as_matrix,
+    best_per_person,
+    check_new_faces,
+    merge_refused,
+)
 from faceid.gallery.faiss_index import HNSW_EF_SEARCH
 from faceid.gallery.messages import _one_line
 from faceid.gallery.names import _short, validate_name
@@ -646,7 +653,7 @@ class PostgresGallery:
             conn.execute("DELETE FROM faceid_people WHERE id = %s", row)
         return removed
 
-    def rename(self, old: str, new: str) -> int:
+    def rename(self, old: str, new: str, *, merge: bool = True) -> int:
         """Rename a person; renaming onto an existing person merges them."""
         source, target = validate_name(old), validate_name(new)
         if self._meta() is None:
@@ -667,6 +674,11 @@ class PostgresGallery:
             if source == target:
                 return int(count)
             if target in rows:
+                if not merge:
+                    taken = conn.execute(
+                        "SELECT count(*) FROM faceid_faces WHERE person_id = %s", (rows[target],)
+                    ).fetchone()[0]
+                    raise merge_refused(old, target, int(taken))
                 conn.execute(
                     "UPDATE faceid_faces SET person_id = %s WHERE person_id = %s",
                     (rows[target], rows[source]),

@@ -52,7 +52,7 @@ import numpy as np
 
 from faceid.atomic import fsync_dir
 from faceid.errors import GalleryError, NotEnrolled
-from faceid.gallery.base import Match, as_matrix, check_new_faces
+from faceid.gallery.base import Match, as_matrix, check_new_faces, merge_refused
 from faceid.gallery.doctor import Doctor, _Diagnosis, _disagree
 from faceid.gallery.faiss_gpu import to_gpu
 from faceid.gallery.faiss_index import (
@@ -694,7 +694,7 @@ class Gallery(Doctor):
         self._write(mutate)
         return removed
 
-    def rename(self, old: str, new: str) -> int:
+    def rename(self, old: str, new: str, *, merge: bool = True) -> int:
         """Rename a person; renaming onto an existing person merges them (e.g. fixing a typo)."""
         source = validate_name(old)
         target = validate_name(new)
@@ -702,6 +702,9 @@ class Gallery(Doctor):
 
         def mutate(manifest: _Manifest, index: Any, vectors: np.ndarray) -> tuple[Any, np.ndarray]:
             nonlocal renamed
+            taken = sum(e["name"] == target for e in manifest.entries)
+            if taken and not merge:
+                raise merge_refused(old, target, taken)
             for e in manifest.entries:
                 if e["name"] == source:
                     e["name"] = target
