@@ -932,8 +932,7 @@ def benchmark_server(url: str | None) -> Any:
 
         yield Given()
         return
-    sys.path.insert(0, str(ROOT))
-    from tests.postgres_server import scratch_server
+    from faceid.gallery.local_postgres import scratch_server
 
     with scratch_server(PG_SETTINGS) as server:
         yield server

@@ -235,7 +235,7 @@ def pg_server() -> Iterator[object]:
     Not skipped when it cannot start: the PostgreSQL backend's tests must run wherever the
     suite runs (CI included), so a server that does not come up fails them.
     """
-    from tests.postgres_server import scratch_server
+    from faceid.gallery.local_postgres import scratch_server
 
     with scratch_server() as server:
         yield server

@@ -72,7 +72,7 @@ def test_faceid_gallery_may_name_a_database(
 
 
 def test_an_unreachable_database_is_one_error_line(faceid_run: FaceIDRun, face: Path) -> None:
-    from tests.postgres_server import free_port
+    from faceid.gallery.local_postgres import free_port
 
     nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
     run = faceid_run("identify", face, gallery=nowhere)

@@ -1,6 +1,6 @@
 """A PostgreSQL gallery shared by several machines: concurrent writer processes, a streaming
 replica serving searches, and a connection lost in the middle of a write. Real servers only
-(see tests/postgres_server.py); nothing here is skipped when they cannot start.
+(see faceid/gallery/local_postgres.py); nothing here is skipped when they cannot start.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import psycopg
 import pytest
 
 from faceid.errors import GalleryError
+from faceid.gallery.local_postgres import free_port
 from faceid.gallery.postgres import PostgresGallery
-from tests.postgres_server import free_port, wait_until
 from tests.test_gallery import DIM, MODEL, subprocess_env, unit
 
 WRITERS = 8
@@ -219,3 +220,13 @@ def test_ivfflat_is_an_option(pg_url: str) -> None:
     right = sum(h[0].name == n for h, n in zip(g.search(x[:50]), names[:50]))
     assert right >= 45
     assert np.isfinite([h[0].distance for h in g.search(x[:5])]).all()
+
+
+def wait_until(check, timeout: float = 30.0, every: float = 0.02) -> float:
+    """Seconds until check() is true; raises AssertionError after ``timeout``."""
+    start = time.perf_counter()
+    while not check():
+        if time.perf_counter() - start > timeout:
+            raise AssertionError(f"not true after {timeout} s")
+        time.sleep(every)
+    return time.perf_counter() - start

