@@ -54,6 +54,26 @@ def test_prepared_cache_holds_aligned_crops_labels_and_teacher_targets(small_cac
     assert (np.linalg.norm(data.teacher, axis=1) > 0.5).all()  # real dlib descriptors
 
 
+def test_fixed_targets_from_the_torch_teacher_agree_with_dlibs_own_descriptors(
+    small_cache, tmp_path
+):
+    # scripts/teacher_targets.py: the teacher on each master's plain chip stands in for
+    # prepare_data.py --teacher (dlib on its own landmarks) at a fraction of the time.
+    import shutil
+    import subprocess
+    import sys
+
+    dlib = FaceCache.load(small_cache).teacher
+    copy = tmp_path / "cache"
+    shutil.copytree(small_cache, copy)
+    (copy / "teacher.npy").unlink()
+    script = Path(__file__).resolve().parents[1] / "scripts" / "teacher_targets.py"
+    subprocess.run([sys.executable, str(script), "--cache", str(copy)], check=True)
+    ours = FaceCache.load(copy).teacher
+    cos = np.sum(ours * dlib, 1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(dlib, axis=1))
+    assert np.median(cos) > 0.99 and cos.min() > 0.95, cos
+
+
 def test_validation_people_are_never_trained_on(small_cache):
     data = FaceCache.load(small_cache)
     train_idx, val_idx = split_people(data.labels, 0.15, 0)

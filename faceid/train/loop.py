@@ -407,16 +407,12 @@ def _teacher_mean(
     Centring on it spreads dlib's narrow cone of descriptors over the sphere, so the
     regression target cannot collapse the student.
     """
-    from faceid.train.views import teacher_chips, to_float
+    from faceid.train.views import describe_masters
 
-    rows = np.random.default_rng(cfg.seed).permutation(train_idx)[:2000]
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(rows), cfg.teacher_batch):
-            r = np.sort(rows[i : i + cfg.teacher_batch])
-            chips = teacher_chips(to_float(data.masters[r]).to(device))
-            outs.append(teacher(chips).float().cpu())
-    return torch.cat(outs).mean(0)
+    rows = np.sort(np.random.default_rng(cfg.seed).permutation(train_idx)[:2000])
+    return torch.from_numpy(
+        describe_masters(teacher, data.masters[rows], device, cfg.teacher_batch).mean(0)
+    )
 
 
 def _export(

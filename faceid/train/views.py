@@ -225,6 +225,22 @@ def teacher_chips(masters: torch.Tensor, inv_jitter: torch.Tensor | None = None)
     return _sample(masters, from_chip.float(), CHIP_SIZE) * 255
 
 
+def describe_masters(
+    teacher: torch.nn.Module, masters_u8: np.ndarray, device: str = "cpu", batch: int = 64
+) -> np.ndarray:
+    """The teacher's descriptors (N, 128) of plain, un-augmented masters (uint8 NHWC).
+
+    The fixed targets of `--teacher fixed` (scripts/teacher_targets.py) and the mean that
+    online distillation centres on both come from here.
+    """
+    out = np.zeros((len(masters_u8), 128), np.float32)
+    with torch.inference_mode():
+        for i in range(0, len(masters_u8), batch):
+            chips = teacher_chips(to_float(masters_u8[i : i + batch]).to(device))
+            out[i : i + batch] = teacher(chips).float().cpu().numpy()
+    return out
+
+
 def to_float(masters_u8: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(masters_u8)).permute(0, 3, 1, 2).float() / 255
