@@ -55,6 +55,14 @@ from faceid.train.miners import MINERS
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--input-size", default=64, show_default=True)
 @click.option("--widths", default="32,64,128,256", show_default=True)
+@click.option(
+    "--head",
+    type=click.Choice(["flatten", "gdc"]),
+    default="flatten",
+    show_default=True,
+    help="flatten the last map, or a global depthwise convolution (MobileFaceNet).",
+)
+@click.option("--act", type=click.Choice(["relu", "prelu"]), default="relu", show_default=True)
 @click.option("--blocks", default="1,2,2,1", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
@@ -91,6 +99,8 @@ def main(
     lr,
     input_size,
     widths,
+    head,
+    act,
     blocks,
     seed,
     select,
@@ -107,6 +117,8 @@ def main(
         input_size=input_size,
         widths=tuple(int(w) for w in widths.split(",")),
         blocks=tuple(int(b) for b in blocks.split(",")),
+        head=head,
+        act=act,
     )
     cfg = TrainConfig(
         cache=cache,

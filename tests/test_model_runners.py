@@ -164,3 +164,51 @@ def test_onnx_and_torch_embeddings_of_real_faces_agree_within_1e_4() -> None:
     assert np.abs(onnx.embed(crops) - torch_enc.embed(crops)).max() <= 1e-4
     # batch 1, the path verify takes
     assert np.abs(onnx.embed(crops[:1]) - torch_enc.embed(crops[:1])).max() <= 1e-4
+
+
+# ---------------------------------------------------------------- architecture variants
+
+
+@pytest.mark.parametrize("head,act", [("gdc", "relu"), ("flatten", "prelu"), ("gdc", "prelu")])
+def test_head_and_activation_variants_export_to_onnx_and_match_torch(
+    tmp_path: Path, head: str, act: str
+) -> None:
+    import torch
+
+    from faceid.model.checkpoint import Checkpoint
+    from faceid.model.export import export_onnx
+    from faceid.model.net import FaceNet, NetConfig
+
+    torch.manual_seed(0)
+    cfg = NetConfig(input_size=32, widths=(8, 16), blocks=(1, 1), head=head, act=act)
+    net = FaceNet(cfg).eval()
+    pt = save_checkpoint(
+        Checkpoint(config=cfg.to_dict(), state_dict=net.state_dict(), threshold=0.8),
+        tmp_path / "v.pt",
+    )
+    export_onnx(pt, tmp_path / "v.onnx")
+    crops = crops_for(32, n=6)
+    torch_enc, onnx_enc = Encoder.load(pt, "cpu"), Encoder.load(tmp_path / "v.onnx", "cpu")
+    assert np.abs(onnx_enc.embed(crops) - torch_enc.embed(crops)).max() <= 1e-5
+    assert torch_enc.runner.config.head == head and torch_enc.runner.config.act == act
+
+
+def test_the_default_networks_weights_keep_their_names_and_a_new_head_warm_starts_its_body(
+    tiny_model: Path,
+) -> None:
+    from faceid.model.net import FaceNet, NetConfig
+    from faceid.train.loop import _warm_start
+
+    shipped = load_checkpoint(DEFAULT_PT)
+    # a config saved before the options existed still loads, as the default network
+    before = {k: v for k, v in shipped.config.items() if k not in ("head", "act")}
+    net = FaceNet(NetConfig.from_dict(before))
+    assert net.config.head == "flatten" and net.config.act == "relu"
+    assert set(net.state_dict()) == set(shipped.state_dict)
+    gdc = FaceNet(NetConfig.from_dict({**shipped.config, "head": "gdc"}))
+    _warm_start(gdc, shipped.state_dict)
+    assert np.array_equal(
+        gdc.state_dict()["stem.0.weight"].numpy(), shipped.state_dict["stem.0.weight"].numpy()
+    )
+    with pytest.raises(ValueError, match="unknown head"):
+        NetConfig(head="avgpool")

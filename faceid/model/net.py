@@ -1,7 +1,9 @@
 """The encoder network: a compact ResNet whose head gives an L2-normalised embedding.
 
-Faces are aligned, so position carries meaning: the head flattens the final
-feature map (instead of global average pooling) before projecting to 128-d.
+Faces are aligned, so position carries meaning: the default head flattens the final
+feature map (instead of global average pooling) before projecting to 128-d; the
+"gdc" head (MobileFaceNet's global depthwise convolution) keeps a learned weight per
+position and channel for far fewer parameters. Activations are ReLU or PReLU.
 Everything that shapes the network is in `NetConfig`, which checkpoints store.
 """
 
@@ -37,6 +39,14 @@ class NetConfig:
     embedding_dim: int = 128
     dropout: float = 0.2
     extra: dict = field(default_factory=dict)
+    head: str = "flatten"  # "flatten" | "gdc" (see HEADS)
+    act: str = "relu"  # "relu" | "prelu"
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}: use one of {', '.join(HEADS)}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"unknown act {self.act!r}: use one of {', '.join(ACTIVATIONS)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -50,13 +60,22 @@ class NetConfig:
         return cls(**d)
 
 
+def _activation(kind: str, channels: int) -> nn.Module:
+    """ReLU, or PReLU with one learned slope per channel (ArcFace / MobileFaceNet's choice)."""
+    return nn.PReLU(channels) if kind == "prelu" else nn.ReLU(inplace=True)
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, act: str = "relu") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
+        # ReLU stays functional, so the default network's state_dict keys never change
+        self.act1 = self.act2 = None
+        if act == "prelu":
+            self.act1, self.act2 = nn.PReLU(cout), nn.PReLU(cout)
         self.short = None
         if stride != 1 or cin != cout:
             self.short = nn.Sequential(
@@ -64,35 +83,60 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.short is None else self.short(x)))
+        out = self.bn1(self.conv1(x))
+        out = F.relu(out) if self.act1 is None else self.act1(out)
+        out = self.bn2(self.conv2(out)) + (x if self.short is None else self.short(x))
+        return F.relu(out) if self.act2 is None else self.act2(out)
+
+
+def _flatten_head(cin: int, side: int, config: NetConfig) -> nn.Sequential:
+    return nn.Sequential(
+        nn.BatchNorm2d(cin),
+        nn.Dropout(config.dropout),
+        nn.Flatten(),
+        nn.Linear(cin * side * side, config.embedding_dim, bias=False),
+        nn.BatchNorm1d(config.embedding_dim),
+    )
+
+
+def _gdc_head(cin: int, side: int, config: NetConfig) -> nn.Sequential:
+    """A depthwise convolution as large as the map: one weight per position and channel
+    (cin x side^2 of them, against the flatten head's cin x side^2 x embedding_dim)."""
+    return nn.Sequential(
+        nn.BatchNorm2d(cin),
+        nn.Conv2d(cin, cin, side, groups=cin, bias=False),
+        nn.BatchNorm2d(cin),
+        nn.Dropout(config.dropout),
+        nn.Flatten(),
+        nn.Linear(cin, config.embedding_dim, bias=False),
+        nn.BatchNorm1d(config.embedding_dim),
+    )
+
+
+HEADS = {"flatten": _flatten_head, "gdc": _gdc_head}
+ACTIVATIONS = ("relu", "prelu")
 
 
 class FaceNet(nn.Module):
-    """Stem (stride 2), one stage per width (stride 2 after the first), flatten head."""
+    """Stem (stride 2), one stage per width (stride 2 after the first), then the head."""
 
     def __init__(self, config: NetConfig = NetConfig()) -> None:
         super().__init__()
         self.config = config
         w = config.widths
         self.stem = nn.Sequential(
-            nn.Conv2d(3, w[0], 3, 2, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(inplace=True)
+            nn.Conv2d(3, w[0], 3, 2, 1, bias=False),
+            nn.BatchNorm2d(w[0]),
+            _activation(config.act, w[0]),
         )
         layers, cin = [], w[0]
         for i, (width, n) in enumerate(zip(w, config.blocks)):
             for j in range(n):
-                layers.append(BasicBlock(cin, width, 2 if (i > 0 and j == 0) else 1))
+                layers.append(BasicBlock(cin, width, 2 if (i > 0 and j == 0) else 1, config.act))
                 cin = width
         self.body = nn.Sequential(*layers)
         side = config.input_size // 2 ** len(w)
-        self.head = nn.Sequential(
-            nn.BatchNorm2d(cin),
-            nn.Dropout(config.dropout),
-            nn.Flatten(),
-            nn.Linear(cin * side * side, config.embedding_dim, bias=False),
-            nn.BatchNorm1d(config.embedding_dim),
-        )
+        self.head = HEADS[config.head](cin, side, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, S, S) normalised floats -> (N, D) unit vectors."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -242,7 +243,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     net_cfg = NetConfig.from_dict(cfg.net)
     net = FaceNet(net_cfg)
     if cfg.init:
-        net.load_state_dict(load_checkpoint(cfg.init).state_dict)
+        _warm_start(net, load_checkpoint(cfg.init).state_dict)
     net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     miner = MINERS[cfg.miner]
@@ -371,6 +372,20 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             total = cfg.epochs * steps_per_epoch
     log.close()
     return best
+
+
+def _warm_start(net: FaceNet, state: dict) -> None:
+    """Load a checkpoint's weights; a network of another shape (a new head or activation)
+    takes every tensor whose name and shape match, and says what starts fresh."""
+    own = net.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fresh = sorted(set(own) - set(fits))
+    net.load_state_dict(fits, strict=False)
+    if fresh:
+        print(
+            f"warm start: {len(fits)} tensors loaded, {len(fresh)} start fresh ({fresh[0]}, ...)",
+            file=sys.stderr,
+        )
 
 
 def _consistent_views(
