@@ -7,6 +7,12 @@
 # Run there from the repo root, carrying cache/lfw-devtrain-96-packed and .whl; OUT is the
 # folder that comes back: OUT/run/best.pt, OUT/run/log.jsonl, OUT/train.log, OUT/gpu.txt.
 # Extra arguments go to scripts/train.py (e.g. --widths 40,80,160,320 --lr 3e-3).
+#
+# Consistent distillation (--teacher online: the teacher runs there too) carries the masters
+# instead, with dlib's network file (about 52 MB in all for LFW DevTrain):
+#   python scripts/pack_cache.py cache/lfw-devtrain-96m cache/lfw-devtrain-96m-packed --masters 80
+#   CACHE=cache/lfw-devtrain-96m-packed bash scripts/gpu_train.sh --teacher online --blends 32 \
+#       --relational 1.0 --init faceid/weights/default.pt --lr 1e-3
 set -euo pipefail
 : "${OUT:?set OUT to the folder to write the run into}"
 CACHE=${CACHE:-cache/lfw-devtrain-96-packed}

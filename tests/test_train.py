@@ -169,7 +169,7 @@ def test_a_warm_restart_starts_from_the_given_checkpoint(small_cache, tmp_path):
 
 def test_a_packed_cache_loads_like_the_original_in_a_fraction_of_the_bytes(small_cache, tmp_path):
     summary = pack_cache(small_cache, tmp_path / "packed")
-    assert summary["crops"] == 56 and summary["packed_bytes"] < summary["raw_bytes"] / 2
+    assert summary["images"] == 56 and summary["packed_bytes"] < summary["raw_bytes"] / 2
     raw, packed = FaceCache.load(small_cache), FaceCache.load(tmp_path / "packed")
     assert packed.names == raw.names and np.array_equal(packed.labels, raw.labels)
     assert np.array_equal(packed.teacher, raw.teacher)
@@ -181,6 +181,25 @@ def test_a_packed_cache_loads_like_the_original_in_a_fraction_of_the_bytes(small
     sub_packed = FaceCache.load(tmp_path / "packed", some)
     assert np.abs(sub_packed.crops.astype(np.int16) - sub_raw.crops).mean() < 4
     assert sub_packed.names == some
+
+
+def test_a_cache_packed_with_its_masters_trains_online_without_crops_or_dlib_files(
+    small_cache, tmp_path
+):
+    from faceid.train.data import teacher_weights
+
+    packed = tmp_path / "packed"
+    summary = pack_cache(small_cache, packed, masters_quality=80)
+    assert summary["format"] == "WEBP" and summary["packed_bytes"] < summary["raw_bytes"] / 5
+    assert not list(packed.glob("crops*")) and teacher_weights(packed) is not None
+    raw, data = FaceCache.load(small_cache), FaceCache.load(packed)
+    assert data.masters.shape == raw.masters.shape
+    assert np.abs(data.masters.astype(np.int16) - raw.masters).mean() < 4
+    # crops cut from the masters on loading: the inference crops, within a few grey levels
+    assert data.crops.shape == raw.crops.shape
+    assert np.abs(data.crops.astype(np.int16) - raw.crops).mean() < 6
+    cfg = _cfg(packed, tmp_path / "run", 1, teacher="online", distill=1.0, blends=4)
+    assert np.isfinite(train(cfg, progress=False)["val_auc"])
 
 
 def test_epochs_within_fits_the_rest_of_the_budget():

@@ -7,7 +7,9 @@ optionally dlib's descriptors of the same photos as distillation targets.
 
 `pack_cache` makes a JPEG copy about six times smaller, for training where a cache must
 travel (a lent GPU machine takes 64 MiB) and where dlib cannot prepare one;
-`FaceCache.load` reads either form.
+`FaceCache.load` reads either form. For consistent distillation there it packs the masters
+instead (WebP), with the teacher's weight file: the crops are then cut from the masters on
+loading, exactly as training cuts the student's views.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ MASTERS = "masters.u8"  # wide views in the teacher's chip geometry (see faceid/
 STUDENT_FROM_MASTER = "student_from_master.npy"  # per photo: 2x3 map, master px -> crop px
 PACKED = "crops.jpg.npy"  # every crop's JPEG bytes, one after another
 OFFSETS = "crops.offsets.npy"  # crop i is PACKED[OFFSETS[i]:OFFSETS[i + 1]]
+PACKED_MASTERS = "masters.webp.npy"  # likewise, each master's WebP bytes
+MASTER_OFFSETS = "masters.offsets.npy"
+TEACHER_WEIGHTS = "teacher.dat"  # dlib's network file, for a machine without it (never shipped)
 
 
 @dataclass
@@ -150,37 +155,71 @@ def prepare_cache(
     return summary
 
 
-def pack_cache(folder: Path, out: Path, *, quality: int = 95) -> dict:
+def pack_cache(
+    folder: Path, out: Path, *, quality: int = 95, masters_quality: int | None = None
+) -> dict:
     """Copy a prepared cache with its crops as JPEGs; returns sizes and the pixel error.
 
     Quality 95 changes a 96 px crop by about one grey level on average, far below what the
     training augmentation does to it, for about a sixth of the bytes.
-    """
-    from PIL import Image
 
+    With `masters_quality`, the masters are packed instead (WebP at that quality: 80 makes
+    LFW DevTrain's 1.1 GB of 200 px masters about 30 MB, 2 grey levels off) with their maps
+    and the teacher's weight file, and the crops are left to be cut from the masters on
+    loading: what `--teacher online` needs on a machine that has neither dlib nor the cache.
+    """
     folder, out = Path(folder), Path(out)
-    crops = np.load(folder / (CROPS + ".npy"), mmap_mode="r")
     out.mkdir(parents=True, exist_ok=True)
-    blobs, error = [], 0.0
-    for crop in crops:
-        buf = io.BytesIO()
-        Image.fromarray(np.asarray(crop)).save(buf, "JPEG", quality=quality)
-        blobs.append(buf.getvalue())
-        error += float(np.abs(_decode(blobs[-1]).astype(np.int16) - crop).mean())
-    offsets = np.zeros(len(blobs) + 1, np.int64)
-    offsets[1:] = np.cumsum([len(b) for b in blobs])
-    np.save(out / PACKED, np.frombuffer(b"".join(blobs), np.uint8))
-    np.save(out / OFFSETS, offsets)
+    if masters_quality is None:
+        crops = np.load(folder / (CROPS + ".npy"), mmap_mode="r")
+        names = (PACKED, OFFSETS)
+        fmt, q = "JPEG", quality
+    else:
+        from faceid.detect import model_file
+        from faceid.train.teacher import MODEL_FILE
+
+        crops = np.load(folder / (MASTERS + ".npy"), mmap_mode="r")
+        names = (PACKED_MASTERS, MASTER_OFFSETS)
+        fmt, q = "WEBP", masters_quality
+        shutil.copyfile(folder / STUDENT_FROM_MASTER, out / STUDENT_FROM_MASTER)
+        shutil.copyfile(model_file(MODEL_FILE), out / TEACHER_WEIGHTS)
+    packed_bytes, error = _pack_images(crops, out / names[0], out / names[1], fmt, q)
     for name in (INDEX, TEACHER):
         if (folder / name).exists():
             shutil.copyfile(folder / name, out / name)
     return {
-        "crops": len(blobs),
+        "images": len(crops),
+        "format": fmt,
+        "quality": q,
         "raw_bytes": int(crops.nbytes),
-        "packed_bytes": int(offsets[-1]),
-        "mean_abs_error": round(error / max(1, len(blobs)), 3),
-        "quality": quality,
+        "packed_bytes": packed_bytes,
+        "folder_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file()),
+        "mean_abs_error": round(error, 3),
     }
+
+
+def _pack_images(images: np.ndarray, blobs_path: Path, offsets_path: Path, fmt: str, q: int):
+    """Every image encoded one after another, their offsets, and the mean decoding error."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    blobs, error = [], 0.0
+    for image in tqdm(images, desc=f"pack {fmt}", unit="img", disable=None):  # None: a TTY only
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(image)).save(buf, fmt, quality=q)
+        blobs.append(buf.getvalue())
+        error += float(np.abs(_decode(blobs[-1]).astype(np.int16) - image).mean())
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    np.save(blobs_path, np.frombuffer(b"".join(blobs), np.uint8))
+    np.save(offsets_path, offsets)
+    return int(offsets[-1]), error / max(1, len(blobs))
+
+
+def teacher_weights(folder: Path) -> Path | None:
+    """The teacher's weight file packed with a cache, if any (else the installed one is used)."""
+    path = Path(folder) / TEACHER_WEIGHTS
+    return path if path.is_file() else None
 
 
 def _decode(blob: bytes) -> np.ndarray:
@@ -190,21 +229,33 @@ def _decode(blob: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _read_crops(folder: Path, rows: list[int]) -> np.ndarray:
-    """The given rows' crops from either form of cache, as one in-memory array."""
+def _read_packed(folder: Path, blobs: str, offsets: str, rows: list[int]) -> np.ndarray:
+    packed = np.load(folder / blobs, mmap_mode="r")
+    at = np.load(folder / offsets)
+    return np.stack([_decode(packed[at[i] : at[i + 1]].tobytes()) for i in rows])
+
+
+def _read_crops(folder: Path, rows: list[int], size: int, masters, maps) -> np.ndarray:
+    """The given rows' crops from any form of cache, as one in-memory array."""
     if (folder / (CROPS + ".npy")).exists():
         crops = np.load(folder / (CROPS + ".npy"), mmap_mode="r")
         return np.ascontiguousarray(crops[rows])
-    packed = np.load(folder / PACKED, mmap_mode="r")
-    offsets = np.load(folder / OFFSETS)
-    return np.stack([_decode(packed[offsets[i] : offsets[i + 1]].tobytes()) for i in rows])
+    if (folder / PACKED).exists():
+        return _read_packed(folder, PACKED, OFFSETS, rows)
+    if masters is None:
+        raise FaceIDError(f"{folder} holds neither crops nor masters: not a training cache")
+    from faceid.train.views import plain_crops
+
+    return plain_crops(masters, maps, size)
 
 
 def _read_masters(folder: Path, rows: list[int]) -> np.ndarray | None:
     path = folder / (MASTERS + ".npy")
-    if not path.exists():
-        return None
-    return np.ascontiguousarray(np.load(path, mmap_mode="r")[rows])
+    if path.exists():
+        return np.ascontiguousarray(np.load(path, mmap_mode="r")[rows])
+    if (folder / PACKED_MASTERS).exists():
+        return _read_packed(folder, PACKED_MASTERS, MASTER_OFFSETS, rows)
+    return None
 
 
 @dataclass
@@ -236,15 +287,17 @@ class FaceCache:
         names = sorted({index["entries"][i]["name"] for i in rows})
         label_of = {n: j for j, n in enumerate(names)}
         labels = np.array([label_of[index["entries"][i]["name"]] for i in rows], np.int64)
+        masters = _read_masters(folder, rows)
+        maps = (
+            np.load(folder / STUDENT_FROM_MASTER)[rows]
+            if (folder / STUDENT_FROM_MASTER).exists()
+            else None
+        )
         return cls(
-            crops=_read_crops(folder, rows),
+            crops=_read_crops(folder, rows, index["summary"]["size"], masters, maps),
             labels=labels,
             names=names,
             teacher=None if teacher is None else teacher[rows],
-            masters=_read_masters(folder, rows),
-            student_maps=(
-                np.load(folder / STUDENT_FROM_MASTER)[rows]
-                if (folder / STUDENT_FROM_MASTER).exists()
-                else None
-            ),
+            masters=masters,
+            student_maps=maps,
         )

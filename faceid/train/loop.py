@@ -252,9 +252,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     if cfg.teacher == "online":
         if data.masters is None:
             raise ValueError("an online teacher needs a cache prepared with masters")
+        from faceid.train.data import teacher_weights
         from faceid.train.teacher import load_teacher
 
-        teacher = load_teacher(device)
+        teacher = load_teacher(device, teacher_weights(Path(cfg.cache)))
         teacher_mean = _teacher_mean(teacher, data, train_idx, cfg, device)
         distill = DistillationLoss(teacher_mean).to(device)
         relational = RelationalDistillLoss()

@@ -220,10 +220,11 @@ class DlibResNet(nn.Module):
 
 
 @functools.cache
-def load_teacher(device: str = "cpu") -> DlibResNet:
-    """The teacher from face_recognition_models' file, in eval mode, without gradients."""
+def load_teacher(device: str = "cpu", path: Path | None = None) -> DlibResNet:
+    """The teacher, in eval mode, without gradients: from `path` (dlib's file carried with a
+    packed cache) or face_recognition_models' own copy."""
     from faceid.detect import model_file
 
-    net = DlibResNet(read_dlib_weights(model_file(MODEL_FILE))).to(device).eval()
+    net = DlibResNet(read_dlib_weights(path or model_file(MODEL_FILE))).to(device).eval()
     net.requires_grad_(False)
     return net

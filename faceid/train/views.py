@@ -241,6 +241,19 @@ def describe_masters(
     return out
 
 
+def plain_crops(
+    masters_u8: np.ndarray, crop_maps: np.ndarray, crop_size: int, batch: int = 256
+) -> np.ndarray:
+    """The student's un-augmented crops (uint8 NHWC) cut from masters: the inference crop
+    within a grey level or two, for a cache that carries masters alone."""
+    out = np.zeros((len(masters_u8), crop_size, crop_size, 3), np.uint8)
+    for i in range(0, len(masters_u8), batch):
+        m = to_float(masters_u8[i : i + batch])
+        crops, _ = make_views(m, crop_maps[i : i + batch], crop_size, jitter=False)
+        out[i : i + batch] = (crops * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return out
+
+
 def to_float(masters_u8: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(masters_u8)).permute(0, 3, 1, 2).float() / 255
