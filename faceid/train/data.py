@@ -171,27 +171,27 @@ def pack_cache(
     folder, out = Path(folder), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if masters_quality is None:
-        crops = np.load(folder / (CROPS + ".npy"), mmap_mode="r")
+        images = np.load(folder / (CROPS + ".npy"), mmap_mode="r")
         names = (PACKED, OFFSETS)
         fmt, q = "JPEG", quality
     else:
         from faceid.detect import model_file
         from faceid.train.teacher import MODEL_FILE
 
-        crops = np.load(folder / (MASTERS + ".npy"), mmap_mode="r")
+        images = np.load(folder / (MASTERS + ".npy"), mmap_mode="r")
         names = (PACKED_MASTERS, MASTER_OFFSETS)
         fmt, q = "WEBP", masters_quality
         shutil.copyfile(folder / STUDENT_FROM_MASTER, out / STUDENT_FROM_MASTER)
         shutil.copyfile(model_file(MODEL_FILE), out / TEACHER_WEIGHTS)
-    packed_bytes, error = _pack_images(crops, out / names[0], out / names[1], fmt, q)
+    packed_bytes, error = _pack_images(images, out / names[0], out / names[1], fmt, q)
     for name in (INDEX, TEACHER):
         if (folder / name).exists():
             shutil.copyfile(folder / name, out / name)
     return {
-        "images": len(crops),
+        "images": len(images),
         "format": fmt,
         "quality": q,
-        "raw_bytes": int(crops.nbytes),
+        "raw_bytes": int(images.nbytes),
         "packed_bytes": packed_bytes,
         "folder_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file()),
         "mean_abs_error": round(error, 3),
