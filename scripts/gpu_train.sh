@@ -9,7 +9,7 @@
 # Extra arguments go to scripts/train.py (e.g. --widths 40,80,160,320 --lr 3e-3).
 #
 # Consistent distillation (--teacher online: the teacher runs there too) carries the masters
-# instead, with dlib's network file (about 52 MB in all for LFW DevTrain):
+# instead, with dlib's network file (55 MB, 53 MiB, in all for LFW DevTrain):
 #   python scripts/pack_cache.py cache/lfw-devtrain-96m cache/lfw-devtrain-96m-packed --masters 80
 #   CACHE=cache/lfw-devtrain-96m-packed bash scripts/gpu_train.sh --teacher online --blends 32 \
 #       --relational 1.0 --init faceid/weights/default.pt --lr 1e-3
