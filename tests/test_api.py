@@ -214,9 +214,10 @@ def test_identify_names_enrolled_people_and_says_unknown_for_others(fid: FaceID)
     assert face.rule.fpir == LOOSE and face.rule.people == 3
     [strict] = fid.identify(URIBE)  # the default, 1 %: a miss rather than a risk
     assert strict.threshold < face.threshold and strict.rule.fpir == 0.01
-    for fpir in (None, LOOSE):
-        [stranger] = fid.identify(EXAMPLES / "probes" / "Adrien_Brody_0001.jpg", fpir=fpir)
-        assert stranger.name == "unknown"
+    # the default keeps a stranger unknown; a looser rule may name him (that is its trade:
+    # at 5 % the shipped model puts Adrien Brody within reach of Alvaro Uribe)
+    [stranger] = fid.identify(EXAMPLES / "probes" / "Adrien_Brody_0001.jpg")
+    assert stranger.name == "unknown" and stranger.distance > stranger.threshold
 
 
 def test_identify_all_faces_gives_each_face_with_its_box_largest_first(
