@@ -23,6 +23,7 @@ from faceid.train.augment import augment
 from faceid.train.data import FaceCache
 from faceid.train.losses import DistillationLoss, RelationalDistillLoss, TripletLoss
 from faceid.train.miners import MINERS
+from faceid.train.runs import OPENSET_PEOPLE, SELECT, is_better
 from faceid.train.sampler import PKSampler
 
 
@@ -110,16 +111,8 @@ def pair_distances(net: FaceNet, crops: np.ndarray, pairs: np.ndarray, device: s
     return squared_l2(emb[pairs[:, 0]], emb[pairs[:, 1]])
 
 
-OPENSET_PEOPLE = 500
-"""Gallery size of validation's open-set figure: about the issue's 496 DevTest people."""
 OPENSET_MIN_PEOPLE = 3
 """Fewer validation people than this cannot make a gallery with strangers to calibrate on."""
-SELECT = {
-    # name: (row key, larger is better); "auto" is "openset" when the row has it, else "auc"
-    "auc": ("val_auc", True),
-    "tar1e-3": ("val_tar_far1e-3", True),
-    "openset": (f"val_fnir_fpir1e-2_n{OPENSET_PEOPLE}", False),
-}
 
 
 def openset_figures(emb: np.ndarray, labels: np.ndarray, *, draws: int = 32) -> tuple[dict, dict]:
@@ -181,27 +174,6 @@ def validate(
     if labels is not None and np.unique(labels).size >= OPENSET_MIN_PEOPLE:
         row.update(openset_figures(emb, labels)[0])
     return row
-
-
-def is_better(row: dict, best: dict | None, select: str = "auto") -> bool:
-    """Whether an epoch's validation row beats the best so far, by `select` (see SELECT).
-
-    "auto" uses the open-set figure when both rows have it (older runs' rows may not),
-    else the ROC AUC. Ties go to the higher AUC.
-    """
-    if best is None:
-        return True
-    if select == "auto":
-        key = SELECT["openset"][0]
-        select = "openset" if key in row and key in best else "auc"
-    if select not in SELECT:
-        raise ValueError(f"unknown select {select!r}: use auto or one of {', '.join(SELECT)}")
-    key, larger = SELECT[select]
-    if key not in best:
-        return True
-    if row[key] != best[key]:
-        return row[key] > best[key] if larger else row[key] < best[key]
-    return row["val_auc"] > best["val_auc"]
 
 
 def lr_at(step: float, total: float, warmup: float, base: float) -> float:

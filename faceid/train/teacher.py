@@ -9,8 +9,9 @@ image the student sees.
 
 The weights are read from dlib's own file (`dlib_face_recognition_resnet_model_v1.dat`
 in `face_recognition_models`, public domain) by parsing its serialization; nothing is
-converted or stored. The teacher is a training tool only: it is never shipped, never
-used to initialise the student and never used at inference.
+converted (a packed training cache carries the file itself to a machine without it).
+The teacher is a training tool only: it is never shipped, never used to initialise the
+student and never used at inference.
 
 File layout (dlib's `serialize` of a `loss_metric<fc_no_bias<...>>` network): a loss
 record, the layers' version numbers from the output inwards, then each layer's
