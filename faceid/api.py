@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceid.detect import DETECT_SIDE
-from faceid.distance import squared_l2
+from faceid.distance import MAX_DISTANCE, squared_l2
 from faceid.errors import Duplicate, FaceIDError, ModelError, NoGallery, UsageError
 from faceid.locations import default_gallery_path, gallery_location, is_url
 from faceid.openset import Rule
@@ -41,8 +41,6 @@ DEFAULT_INDEX_SWITCH = 100_000
 # A path, encoded bytes, a binary file object, a PIL image or a numpy array (gray, RGB or
 # RGBA; uint8 or float in [0, 1]); arrays from OpenCV need channels="bgr".
 Photo = Any
-# Squared L2 between unit vectors lies in [0, 4]: a threshold outside it means nothing.
-MAX_DISTANCE = 4.0
 
 
 def _whole(value: Any, param: str, minimum: int, maximum: int | None = None) -> int:
@@ -106,22 +104,34 @@ class Identification:
     matches: list[dict]
     threshold: float
     rule: Rule | None = None  # how the threshold was chosen (see FaceID.identify_rule)
+    second: float | None = None  # the next person's distance (None: nobody else in reach)
 
     @property
     def name(self) -> str:
-        """The best match within the threshold, or 'unknown'."""
-        if self.matches and self.matches[0]["distance"] <= self.threshold:
-            return self.matches[0]["name"]
-        return "unknown"
+        """The best match the rule accepts (within the distance threshold, or, for the ratio
+        test, clearly closer than the next person), or 'unknown'."""
+        if not self.matches:
+            return "unknown"
+        closest = self.matches[0]["distance"]
+        rule = self.rule or Rule(self.threshold, "threshold")
+        return self.matches[0]["name"] if rule.names(closest, self.second) else "unknown"
 
     @property
     def distance(self) -> float | None:
         return self.matches[0]["distance"] if self.matches else None
 
+    @property
+    def ratio(self) -> float | None:
+        """Closest / next person's distance: the ratio test's score (None with one person)."""
+        if not self.matches or self.second is None:
+            return None
+        return round(self.matches[0]["distance"] / self.second, 6) if self.second > 0 else 1.0
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
             "distance": self.distance,
+            "ratio": self.ratio,
             "threshold": self.threshold,
             "rule": None if self.rule is None else self.rule.to_dict(),
             "box": list(self.box),
@@ -319,8 +329,13 @@ class FaceID:
 
     def _naming_threshold(self) -> float:
         """The distance within which identify would name someone in this gallery now."""
+        from faceid import openset
+
         people = len(self.gallery.people()) if self.gallery.exists else 0
-        return self.identify_rule(None, people).threshold
+        rule = self.identify_rule(None, people)
+        if rule.score == "ratio":  # a bound on a ratio, not a distance: the distance rule's
+            return openset.threshold_for_fpir(self.encoder.openset, max(1, people))
+        return rule.threshold
 
     def identify_rule(self, fpir: float | None = None, n_people: int | None = None) -> Rule:
         """The identification threshold for this gallery, and why.
@@ -637,9 +652,10 @@ class FaceID:
         """Nearest enrolled people for the face in a photo (or each face with all_faces).
 
         A person is scored by their closest embedding; the best match is
-        returned as a name when within the threshold, else as 'unknown'. The
-        threshold follows `identify_rule`: by default the one that gives 1 % of
-        strangers a name (fpir) for the gallery's number of people.
+        returned as a name when the rule accepts it, else as 'unknown'. The rule
+        follows `identify_rule`: by default the bound that gives 1 % of strangers a
+        name (fpir) for the gallery's number of people, on the closest person's
+        distance or, in larger galleries, on its ratio to the next person's.
         """
         _whole(top_k, "top_k", 1)
         if fpir is not None:
@@ -665,14 +681,18 @@ class FaceID:
         if empty:
             raise FaceIDError(f"the gallery {self.gallery_label} is empty: enroll someone first")
         with self.timings.stage("search"):
-            hits = self.gallery.search(emb, top_k)
+            # one person more than asked for: the ratio test reads the next person's distance
+            hits = self.gallery.search(emb, top_k + 1)
         rule = self.identify_rule(fpir, len(self.gallery.people()))
         return [
             Identification(
                 box=f.box,
-                matches=[{"name": m.name, "distance": round(float(m.distance), 6)} for m in h],
+                matches=[
+                    {"name": m.name, "distance": round(float(m.distance), 6)} for m in h[:top_k]
+                ],
                 threshold=rule.threshold,
                 rule=rule,
+                second=round(float(h[1].distance), 6) if len(h) > 1 else None,
             )
             for f, h in zip(faces, hits)
         ]

@@ -355,8 +355,10 @@ _FPIR_HELP = (
 def identify(photo, top_k, all_faces, largest, fpir, timings):
     """Name the person in a photo, or 'unknown' (exit 0 recognised, 1 unknown).
 
-    The threshold gives at most --fpir of strangers a name for the gallery's number of
-    people (1 % by default); --threshold sets it instead.
+    The rule gives at most --fpir of strangers a name for the gallery's number of people
+    (1 % by default), bounding the closest person's distance or, in larger galleries, its
+    ratio to the next person's (whichever the model's calibration says names more of the
+    enrolled); --threshold sets a distance threshold instead.
     """
     ctx = click.get_current_context()
     fid = ctx.obj["fid"]
@@ -364,7 +366,12 @@ def identify(photo, top_k, all_faces, largest, fpir, timings):
     lines = []
     for r in results:
         dist = f"{r.distance:.4f}" if r.distance is not None else "-"
-        head = f"{r.name} (distance {dist}, threshold {r.threshold:.4f})"
+        if r.rule is not None and r.rule.score == "ratio":
+            ratio = f"{r.ratio:.4f}" if r.ratio is not None else "-"
+            head = f"{r.name} (distance {dist}, ratio to the next person {ratio}, "
+            head += f"bound {r.threshold:.4f})"
+        else:
+            head = f"{r.name} (distance {dist}, threshold {r.threshold:.4f})"
         lines.append(f"face at {list(r.box)}: {head}" if all_faces else head)
         if top_k > 1:
             lines += [
@@ -711,16 +718,22 @@ def evaluate_identify_cmd(
         f"{r['images']['fallbacks']} without a detected face (full-image fallback)",
         f"closed set: rank-1 {r['rank1']:.4f}, rank-5 {r['rank5']:.4f}",
     ]
-    if r["dir_at_far"]:
-        lines.append(
-            "open set: "
-            + ", ".join(f"DIR@FAR{f} {_pct(v['dir'])}" for f, v in r["dir_at_far"].items())
-            + ", "
-            + ", ".join(f"FNIR@FPIR{f} {_pct(v['fnir'])}" for f, v in r["fnir_at_fpir"].items())
-        )
+    for label, figures in (("distance", r), ("ratio to the next person", r["ratio"])):
+        if figures and figures["dir_at_far"]:
+            lines.append(
+                f"open set, by {label}: "
+                + ", ".join(
+                    f"DIR@FAR{f} {_pct(v['dir'])}" for f, v in figures["dir_at_far"].items()
+                )
+                + ", "
+                + ", ".join(
+                    f"FNIR@FPIR{f} {_pct(v['fnir'])}" for f, v in figures["fnir_at_fpir"].items()
+                )
+            )
     dr = r["default_rule"]
+    bound = "ratio" if dr["rule"].get("score") == "ratio" else "threshold"
     lines += [
-        f"at the default rule ({dr['rule']['reason']}, threshold {dr['threshold']:.4f}): genuine "
+        f"at the default rule ({dr['rule']['reason']}, {bound} {dr['threshold']:.4f}): genuine "
         f"named right {_pct(dr['genuine_identified'])}, strangers given a name "
         f"{_pct(dr['strangers_named'])}",
         f"at threshold {st['threshold']:.4f} ({_source(r)}): genuine identified "

@@ -11,6 +11,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+MAX_DISTANCE = 4.0
+"""Squared L2 between unit vectors lies in [0, 4]: a threshold outside it means nothing."""
+
 
 def squared_l2(a: T, b: T) -> T:
     """||a - b||² along the last axis (broadcasting, so a[:, None] vs b[None] is all pairs)."""

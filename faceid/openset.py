@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceid.distance import pairwise_squared_l2
+from faceid.distance import MAX_DISTANCE, pairwise_squared_l2
 
 __all__ = [
     "DEFAULT_FPIR",
@@ -43,7 +43,9 @@ __all__ = [
     "check",
     "fnir_at",
     "fpir_at",
+    "fnir_ratio_at",
     "max_people",
+    "ratio_for_fpir",
     "rule_for",
     "threshold_for_fpir",
 ]
@@ -134,6 +136,7 @@ def calibrate(
     rows = np.arange(probe_people.size)
     has_own = own >= 0
     samples = [[] for _ in sizes]
+    ratios = [[] for _ in sizes]
     for _ in range(int(draws)):
         perm = rng.permutation(m)  # the order people are enrolled in
         cols = order[starts[perm] + (rng.random(m) * counts[perm]).astype(int)]
@@ -142,14 +145,22 @@ def calibrate(
         where[perm] = np.arange(m)
         own_at = np.where(has_own, where[own.clip(0)], m)
         sel[rows[has_own], own_at[has_own]] = np.inf
-        running = np.minimum.accumulate(sel, axis=1)
+        first, second = _running_two_smallest(sel)
         for k, n in enumerate(sizes):
             # n people other than the probe's own: one column more when it came first
-            samples[k].append(running[rows, n - 1 + (own_at < n)])
+            at = n - 1 + (own_at < n)
+            samples[k].append(first[rows, at])
+            if n >= 2:
+                ratios[k].append(_ratio(first[rows, at], second[rows, at]))
     table = np.array([np.quantile(np.concatenate(s), fpirs) for s in samples])
     # Fewer strangers are named with fewer people or a stricter threshold: keep it so.
     table = np.maximum.accumulate(table, axis=1)
     table = np.minimum.accumulate(table, axis=0)
+    # The ratio's quantiles rise towards 1 as the gallery grows (the two closest people
+    # of a crowd are about as far): a bound that holds for N holds for more people.
+    ratio_table = np.array([np.quantile(np.concatenate(r), fpirs) for r in ratios[1:]])
+    ratio_table = np.maximum.accumulate(ratio_table, axis=1)
+    ratio_table = np.maximum.accumulate(ratio_table, axis=0)
     levels = (np.arange(GENUINE_LEVELS) + 0.5) / GENUINE_LEVELS
     return {
         "format": FORMAT,
@@ -158,6 +169,7 @@ def calibrate(
         "fpirs": list(fpirs),
         "thresholds": _short(table),
         "slopes": _short(_slopes(sizes, table)),
+        "ratios": _short(ratio_table),
         "genuine": _short(_weighted_quantiles(genuine, weights, levels)),
         "source": {
             "probes": int(probe_people.size),
@@ -169,6 +181,25 @@ def calibrate(
             **(source or {}),
         },
     }
+
+
+def _running_two_smallest(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every prefix of the columns: the smallest and second-smallest value of each row."""
+    cols = np.ascontiguousarray(sel.T)  # one column after another, each contiguous
+    first = np.minimum.accumulate(cols, axis=0)
+    second = np.full_like(cols, np.inf)
+    for j in range(1, cols.shape[0]):
+        # the runner-up is the old runner-up, or whichever of the old best and the new
+        # column lost the best place
+        np.minimum(second[j - 1], np.maximum(first[j - 1], cols[j]), out=second[j])
+    return first.T, second.T
+
+
+def _ratio(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """first / second, the ratio test's score: 1 (undecided) where both are 0."""
+    second = np.asarray(second, float)
+    safe = np.where(second > 0, second, 1.0)
+    return np.where(second > 0, np.asarray(first, float) / safe, 1.0)
 
 
 def _short(values: np.ndarray) -> list:
@@ -268,6 +299,18 @@ def check(calibration: object) -> dict:
         or not all(np.all(np.isfinite(a)) for a in (table, slopes, genuine))
     ):
         raise ValueError("open-set calibration has inconsistent shapes or values")
+    if "ratios" in c:  # calibrations made before the ratio test have none
+        try:
+            ratios = np.asarray(c["ratios"], float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"open-set calibration has a malformed ratio table: {exc}") from None
+        if (
+            ratios.shape != (sizes.size - 1, fpirs.size)
+            or not np.all(np.isfinite(ratios))
+            or np.any(ratios < 0)
+            or np.any(ratios > 1)
+        ):
+            raise ValueError("open-set calibration has an inconsistent ratio table")
     return c
 
 
@@ -316,7 +359,11 @@ def _fpir_curve(c: dict, n_people: float, thresholds: np.ndarray) -> np.ndarray:
     if n_people < 1:
         return np.zeros_like(t)
     row, _ = _row(c, n_people)
-    logp = np.log(np.asarray(c["fpirs"], float))
+    return _inverse(row, np.log(np.asarray(c["fpirs"], float)), t)
+
+
+def _inverse(row: np.ndarray, logp: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The rate at each bound t of a row of bounds at log rates logp, log-linear past its ends."""
     row = row + np.arange(row.size) * 1e-9  # strictly increasing for the inverse
     out = np.interp(t, row, logp)
     lo_slope = (logp[1] - logp[0]) / (row[1] - row[0])
@@ -330,6 +377,60 @@ def fpir_at(calibration: dict, n_people: int, threshold: float) -> float:
     """Estimated share of strangers given a name at `threshold` among n_people."""
     c = check(calibration)
     return float(_fpir_curve(c, float(n_people), np.array([float(threshold)]))[0])
+
+
+def _ratio_row(c: dict, n_people: float) -> tuple[np.ndarray, bool]:
+    """Ratio bounds at every stored FPIR for a gallery of n_people (2 or more).
+
+    Past the largest calibrated size the last row holds: a stranger's two closest people
+    only get closer to each other in a larger crowd, so the bound stays on the safe side.
+    """
+    sizes = np.log(np.asarray(c["sizes"], float)[1:])
+    table = np.asarray(c["ratios"], float)
+    logn = math.log(float(n_people))
+    row = np.array([np.interp(logn, sizes, table[:, j]) for j in range(table.shape[1])])
+    return np.maximum.accumulate(row), logn > sizes[-1]
+
+
+def ratio_for_fpir(calibration: dict, n_people: int, fpir: float = DEFAULT_FPIR) -> float:
+    """The largest ratio bound giving at most `fpir` of strangers a name among n_people.
+
+    The ratio test (Lowe's, from image matching) names the closest person only when they
+    are clearly closer than the next one: distance to the closest / distance to the second
+    closest person. A stranger's two closest people tend to be about as far, so the bound
+    holds strangers out with far fewer enrolled people missed than a bound on the distance
+    alone, once the gallery holds more than a few dozen people.
+    """
+    c = check(calibration)
+    if "ratios" not in c:
+        raise ValueError("this calibration has no ratio table: recalibrate the model")
+    if n_people < 2:
+        raise ValueError("the ratio test needs at least two people in the gallery")
+    fpir = _fpir_range(c, fpir)
+    row, _ = _ratio_row(c, n_people)
+    return float(np.interp(math.log(fpir), np.log(c["fpirs"]), row))
+
+
+def _ratio_fpir_curve(c: dict, n_people: float, bounds: np.ndarray) -> np.ndarray:
+    """FPIR at each ratio bound: the inverse of the ratio row, log-linear past its ends."""
+    row, _ = _ratio_row(c, n_people)
+    return _inverse(row, np.log(np.asarray(c["fpirs"], float)), np.asarray(bounds, float))
+
+
+def fnir_ratio_at(calibration: dict, n_people: int, bound: float) -> float:
+    """Estimated share of enrolled people's photos not named right at a ratio bound.
+
+    A genuine probe at distance g from its own person is named when the closest of the
+    n_people - 1 others lies beyond g / bound (and beyond g, so that it is also first): the
+    stored genuine distances weighed by the stranger curve there, taken as independent.
+    """
+    c = check(calibration)
+    g = np.asarray(c["genuine"], float)
+    bound = min(float(bound), 1.0)
+    if bound <= 0:
+        return 1.0
+    beaten = _fpir_curve(c, float(n_people) - 1.0, g / bound)
+    return float(1.0 - (1.0 - beaten).mean())
 
 
 def fnir_at(calibration: dict, n_people: int, threshold: float) -> float:
@@ -351,13 +452,24 @@ def fnir_at(calibration: dict, n_people: int, threshold: float) -> float:
 class Rule:
     """The identification threshold in force for a gallery, and why."""
 
-    threshold: float
+    threshold: float  # the bound on the score: a squared distance, or a ratio of two
     kind: str  # "fpir" (calibrated open-set rule), "threshold" (given), "model" (no calibration)
     people: int | None = None
     fpir: float | None = None
     fnir: float | None = None  # estimated share of enrolled people missed
     extrapolated: bool = False  # the gallery is larger than any calibrated size
     warning: str | None = None
+    score: str = "distance"  # "distance" to the closest person, or "ratio" (closest / next)
+
+    def names(self, closest: float, second: float | None) -> bool:
+        """Whether a probe whose closest person lies at `closest` (and the next person, if any,
+        at `second`) is given that person's name."""
+        if self.score == "ratio":
+            # no second person in reach: the largest squared distance between unit vectors
+            return float(_ratio(closest, MAX_DISTANCE if second is None else second)) <= (
+                self.threshold
+            )
+        return closest <= self.threshold
 
     @property
     def reason(self) -> str:
@@ -368,12 +480,16 @@ class Rule:
         return "the model's identification threshold (the model has no open-set calibration)"
 
     def describe(self) -> str:
-        """E.g. 'threshold 0.6200: FPIR 1 % for 496 people'."""
+        """E.g. 'threshold 0.6200: FPIR 1 % for 496 people', or for the ratio test
+        'ratio 0.5400 (closest / next person): FPIR 1 % for 496 people'."""
+        if self.score == "ratio":
+            return f"ratio {self.threshold:.4f} (closest / next person): {self.reason}"
         return f"threshold {self.threshold:.4f}: {self.reason}"
 
     def to_dict(self) -> dict:
         return {
             "threshold": round(self.threshold, 6),
+            "score": self.score,
             "kind": self.kind,
             "reason": self.reason,
             "people": self.people,
@@ -388,11 +504,31 @@ def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.3g} %"
 
 
+def _best(c: dict, n_people: int, fpir: float) -> tuple[str, float, float, bool]:
+    """The score (distance or ratio) whose bound for `fpir` misses the fewest enrolled people,
+    as estimated by the calibration: (score, bound, estimated FNIR, extrapolated).
+
+    A distance bound wins in small galleries, where the second closest person is one of
+    very few and says little; the ratio test wins once a crowd sets the scale.
+    """
+    threshold = threshold_for_fpir(c, n_people, fpir)
+    best = ("distance", threshold, fnir_at(c, n_people, threshold), _row(c, n_people)[1])
+    if n_people >= 2 and "ratios" in c:
+        bound = ratio_for_fpir(c, n_people, fpir)
+        fnir = fnir_ratio_at(c, n_people, bound)
+        if fnir < best[2]:
+            best = ("ratio", bound, fnir, _ratio_row(c, n_people)[1])
+    return best
+
+
 def rule_for(calibration: dict, n_people: int, fpir: float = DEFAULT_FPIR) -> Rule:
-    """The calibrated rule for a gallery of n_people at target fpir, with its warning."""
-    threshold = threshold_for_fpir(calibration, n_people, fpir)
-    _, extrapolated = _row(calibration, n_people)
-    fnir = fnir_at(calibration, n_people, threshold)
+    """The calibrated rule for a gallery of n_people at target fpir, with its warning.
+
+    Of the two scores it can bound (the closest person's distance, or the ratio of the
+    closest to the next person's), the rule takes the one estimated to name more of the
+    enrolled people at the same share of strangers named.
+    """
+    score, threshold, fnir, extrapolated = _best(check(calibration), n_people, fpir)
     warning = None
     if fnir > FNIR_WARNING:
         limit = max_people(calibration, fpir)
@@ -402,7 +538,7 @@ def rule_for(calibration: dict, n_people: int, fpir: float = DEFAULT_FPIR) -> Ru
             f"(it keeps that under {_pct(FNIR_WARNING)} up to about {limit:,} people); "
             "accept more false names with a larger fpir, or use a stronger model"
         )
-    return Rule(threshold, "fpir", int(n_people), float(fpir), fnir, extrapolated, warning)
+    return Rule(threshold, "fpir", int(n_people), float(fpir), fnir, extrapolated, warning, score)
 
 
 def max_people(calibration: dict, fpir: float = DEFAULT_FPIR, fnir: float = FNIR_WARNING) -> int:
@@ -414,7 +550,7 @@ def max_people(calibration: dict, fpir: float = DEFAULT_FPIR, fnir: float = FNIR
     c = check(calibration)
 
     def ok(n: int) -> bool:
-        return fnir_at(c, n, threshold_for_fpir(c, n, fpir)) <= fnir
+        return _best(c, n, fpir)[2] <= fnir
 
     if not ok(1):
         return 0

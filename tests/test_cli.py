@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import FaceIDRun, Run, manifest_bytes
 
 VERIFY_FIELDS = {"same", "distance", "threshold", "faces"}
-FACE_FIELDS = {"name", "distance", "threshold", "rule", "box", "matches"}
+FACE_FIELDS = {"name", "distance", "ratio", "threshold", "rule", "box", "matches"}
 
 
 def ok(run: Run, code: int = 0) -> Run:

@@ -89,8 +89,38 @@ def test_fpir_changes_the_threshold_and_threshold_overrides_it(
         "estimated_fnir": None,
         "extrapolated": False,
         "warning": None,
+        "score": "distance",
     }
     assert given["faces"][0]["name"] == given["faces"][0]["matches"][0]["name"]
+
+
+def test_identify_bounds_the_ratio_to_the_next_person_when_the_calibration_says_it_names_more(
+    faceid_run: FaceIDRun,
+    photos: dict[str, list[Path]],
+    tiny_model: Path,
+    tmp_path: Path,
+) -> None:
+    from tests.test_openset import _crowd_cal
+
+    cal = _crowd_cal(1.0)
+    model = _with_calibration(tiny_model, tmp_path / "crowd.pt", cal)
+    for person, files in photos.items():
+        ok(faceid_run("enroll", files[0], "--name", person, model=model))
+    expected = openset.rule_for(cal, 3, 0.01)
+    assert expected.score == "ratio"
+    for probe in (photos["Carlos_Moya"][0], photos["Carlos_Moya"][1]):
+        data = faceid_run("identify", probe, "--json", model=model).json()
+        assert data["rule"]["score"] == "ratio"
+        assert data["rule"]["threshold"] == pytest.approx(expected.threshold, abs=1e-6)
+        [face] = data["faces"]
+        assert len(face["matches"]) == 1  # one asked for; the next person is read all the same
+        second = face["distance"] / face["ratio"] if face["ratio"] else None
+        assert (face["name"] != "unknown") == (face["ratio"] <= expected.threshold)
+        if second is not None:
+            assert second >= face["distance"]
+    text = faceid_run("identify", photos["Carlos_Moya"][0], model=model).stdout
+    assert "ratio to the next person" in text
+    assert f"ratio {expected.threshold:.4f} (closest / next person): FPIR 1 % for 3 people" in text
 
 
 @pytest.mark.parametrize(

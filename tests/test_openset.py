@@ -6,6 +6,7 @@ threshold that names a share p of strangers is F^-1(1 - (1 - p)^(1/N)).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -147,14 +148,82 @@ def test_rule_warns_when_the_gallery_is_too_large_to_name_most_people():
     big = openset.rule_for(uniform_cal, limit * 2, 0.01)
     assert big.fnir > 0.5
     assert big.warning and f"{limit:,} people" in big.warning
-    at_limit = openset.threshold_for_fpir(uniform_cal, limit, 0.01)
-    assert openset.fnir_at(uniform_cal, limit, at_limit) <= 0.5
+    assert openset.rule_for(uniform_cal, limit, 0.01).fnir <= 0.5
 
 
 def test_rule_says_the_threshold_and_why(uniform_cal):
-    rule = openset.rule_for(uniform_cal, 496, 0.01)
-    assert rule.describe() == f"threshold {rule.threshold:.4f}: FPIR 1 % for 496 people"
-    assert rule.to_dict()["fpir"] == 0.01 and rule.to_dict()["people"] == 496
+    rule = openset.rule_for(uniform_cal, 1, 0.01)  # one person: no next one, a distance
+    assert rule.describe() == f"threshold {rule.threshold:.4f}: FPIR 1 % for 1 people"
+    assert rule.to_dict()["fpir"] == 0.01 and rule.to_dict()["people"] == 1
+    assert rule.to_dict()["score"] == "distance"
+    ratio = dataclasses.replace(rule, score="ratio", threshold=0.5, people=496)
+    assert ratio.describe() == "ratio 0.5000 (closest / next person): FPIR 1 % for 496 people"
+
+
+# --- the ratio test -------------------------------------------------------------------
+# For iid impostor distances U(0, 4) the closest over the second closest of N >= 2 is
+# uniform on (0, 1) whatever N (given the second, the first is uniform below it), so the
+# ratio bound that names a share p of strangers is p itself.
+
+
+@pytest.mark.parametrize("n", [2, 10, 100, 599])
+@pytest.mark.parametrize("p", [0.01, 0.1, 0.5])
+def test_ratio_bound_names_the_target_share_of_iid_strangers(uniform_cal, n, p):
+    assert openset.ratio_for_fpir(uniform_cal, n, p) == pytest.approx(p, rel=0.2, abs=0.002)
+
+
+def test_ratio_bound_holds_past_the_largest_calibrated_gallery(uniform_cal):
+    largest = uniform_cal["sizes"][-1]
+    at_largest = openset.ratio_for_fpir(uniform_cal, largest, 0.01)
+    assert openset.ratio_for_fpir(uniform_cal, 100 * largest, 0.01) == at_largest
+
+
+def test_ratio_fnir_matches_the_analytic_share_of_genuine_probes_missed(uniform_cal):
+    # g ~ U(0, 1) and impostors U(0, 4): named when all N - 1 impostors lie beyond g / r,
+    # integral_0^1 (1 - g / 4r)^(N-1) dg for 4r >= 1.
+    for n, r in ((2, 0.5), (10, 0.5), (10, 0.9)):
+        named = 4 * r / n * (1 - (1 - 1 / (4 * r)) ** n)
+        assert openset.fnir_ratio_at(uniform_cal, n, r) == pytest.approx(1 - named, abs=0.02)
+
+
+def _crowd_cal(genuine_scale: float) -> dict:
+    """Strangers whose distances to everyone share a per-probe scale (a blurred or turned
+    photo is far from every face, a bland one near many): what a distance bound cannot
+    see and a ratio can. Scales log-uniform over 0.5 to 2, distances scale x U(1, 2)."""
+    rng = np.random.default_rng(3)
+    scale = np.exp(rng.uniform(np.log(0.5), np.log(2.0), (1500, 1)))
+    dist = scale * rng.uniform(1.0, 2.0, (1500, 400))
+    genuine = np.linspace(0.0, genuine_scale, 101)
+    return openset.calibrate(dist, np.arange(1500) + 400, np.arange(400), genuine, draws=16)
+
+
+def test_the_rule_takes_the_ratio_in_a_crowd_and_the_distance_alone_for_one_person():
+    cal = _crowd_cal(1.0)
+    assert openset.rule_for(cal, 1, 0.01).score == "distance"
+    crowd = openset.rule_for(cal, 300, 0.01)
+    assert crowd.score == "ratio"
+    assert crowd.threshold == openset.ratio_for_fpir(cal, 300, 0.01)
+    distance = openset.threshold_for_fpir(cal, 300, 0.01)
+    assert crowd.fnir == openset.fnir_ratio_at(cal, 300, crowd.threshold)
+    assert crowd.fnir < openset.fnir_at(cal, 300, distance)
+
+
+def test_rule_names_by_its_own_score():
+    by_distance = openset.Rule(0.5, "fpir", 10, 0.01, score="distance")
+    assert by_distance.names(0.4, 0.41) and not by_distance.names(0.6, 3.0)
+    by_ratio = openset.Rule(0.5, "fpir", 10, 0.01, score="ratio")
+    assert by_ratio.names(0.6, 1.3) and not by_ratio.names(0.4, 0.41)
+    assert by_ratio.names(1.9, None) and not by_ratio.names(2.1, None)  # next: 4.0 at most
+    assert not by_ratio.names(0.0, 0.0)  # two people at once: undecided
+
+
+def test_calibrations_without_a_ratio_table_keep_the_distance_rule(uniform_cal):
+    old = {k: v for k, v in uniform_cal.items() if k != "ratios"}
+    rule = openset.rule_for(old, 496, 0.01)
+    assert rule.score == "distance"
+    assert rule.threshold == openset.threshold_for_fpir(uniform_cal, 496, 0.01)
+    with pytest.raises(ValueError, match="no ratio table"):
+        openset.ratio_for_fpir(old, 496, 0.01)
 
 
 def test_calibration_is_json_and_survives_a_round_trip(uniform_cal):
@@ -186,9 +255,12 @@ def test_calibrate_embeddings_uses_every_photo_and_caps_probes_per_person():
         {},
         {"format": "faceid-openset", "version": 99},
         {"format": "faceid-openset", "version": 1, "sizes": [1, 2]},
+        "ratio above 1",
     ],
 )
-def test_malformed_calibrations_are_refused_with_a_reason(bad):
+def test_malformed_calibrations_are_refused_with_a_reason(bad, uniform_cal):
+    if bad == "ratio above 1":
+        bad = {**uniform_cal, "ratios": (np.asarray(uniform_cal["ratios"]) + 1.0).tolist()}
     with pytest.raises(ValueError):
         openset.check(bad)
 

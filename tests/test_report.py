@@ -230,9 +230,40 @@ def test_identify_report_scores_the_default_rule_it_is_given():
     }
 
 
+def test_ratio_scores_divide_the_closest_person_by_the_next_one():
+    # per person: a is the closer of its two photos
+    assert metrics.ratio_scores(GENUINE, GALLERY) == pytest.approx([0.2 / 0.3, 0.5, 0.75, 0.375])
+    assert metrics.ratio_scores(IMPOSTOR, GALLERY) == pytest.approx([0.25 / 0.9, 0.6 / 0.9, 1.0])
+    assert metrics.ratio_scores([[0.0, 0.0]], ["a", "b"]).tolist() == [1.0]  # a tie at 0
+    assert metrics.ratio_scores([[0.3, 0.1]], ["a", "a"]).tolist() == [0.0]  # one person
+
+
+def test_identify_report_scores_a_ratio_rule_on_the_ratio():
+    rule = {"threshold": 0.5, "score": "ratio", "kind": "fpir", "fpir": 0.01, "people": 3}
+    rep = identify_report(
+        GENUINE, GENUINE_LABELS, GALLERY, IMPOSTOR, stored_threshold=None, rule=rule
+    )
+    # right at rank 1: a (ratio 0.667, too close to b) and the second b (0.375, named);
+    # impostor ratios 0.278 (named), 0.667 and 1.0
+    assert rep["default_rule"]["genuine_identified"] == 0.25
+    assert rep["default_rule"]["strangers_named"] == pytest.approx(1 / 3)
+    assert rep["ratio"]["dir_at_far"]["0.1"]["dir"] == 0.0  # no stranger may pass: below 0.278
+    with pytest.raises(ValueError, match="full distance matrix"):
+        identify_report(
+            GENUINE, GENUINE_LABELS, GALLERY, IMPOSTOR.min(1), stored_threshold=None, rule=rule
+        )
+
+
 def test_plot_det_draws_log_axes_and_the_operating_point(tmp_path):
     fpir, fnir, _ = metrics.det([0.1, 0.2, 0.4], [True, True, True], [0.15, 0.3, 0.5, 0.9])
-    plot_det(fpir, fnir, tmp_path / "det.png", label="model", marks={"rule": (0.25, 1 / 3)})
+    plot_det(
+        fpir,
+        fnir,
+        tmp_path / "det.png",
+        label="model",
+        marks={"rule": (0.25, 1 / 3)},
+        more={"by ratio": (fpir, fnir)},
+    )
     assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plot_det([0.0, 1.0], [1.0, 0.0], tmp_path / "empty.png")  # nothing on log axes: still a PNG
     with pytest.raises(ValueError):
@@ -243,7 +274,10 @@ def test_identify_report_best_distances_and_no_impostors():
     best = IMPOSTOR.min(axis=1)
     a = identify_report(GENUINE, GENUINE_LABELS, GALLERY, IMPOSTOR, stored_threshold=None)
     b = identify_report(GENUINE, GENUINE_LABELS, GALLERY, best, stored_threshold=None)
-    assert a == b
+    assert b["ratio"] is None  # the ratio test needs every impostor's distances
+    assert {k: v for k, v in a.items() if k != "ratio"} == {
+        k: v for k, v in b.items() if k != "ratio"
+    }
     assert a["stored_threshold"] is None
     empty = identify_report(
         GENUINE, GENUINE_LABELS, GALLERY, np.empty((0, 4)), stored_threshold=0.35

@@ -338,6 +338,28 @@ def cmc(
     return (ranks[None, :] <= r[:, None]).mean(axis=1)
 
 
+def ratio_scores(dist_matrix: object, gallery_labels: object) -> np.ndarray:
+    """Each probe's ratio-test score: its closest person's distance over the next person's.
+
+    A person's distance is that of their closest gallery photo. Lower is more certain, as
+    with distances, so the open-set functions below take these scores in their place. With
+    only one person in the gallery there is no next person: the score is then 0 (every
+    probe is certain), and a ratio rule is never chosen for a one-person gallery.
+    """
+    d = np.asarray(dist_matrix, dtype=np.float64)
+    labels = np.asarray(gallery_labels)
+    if d.ndim != 2 or d.shape[1] != labels.size:
+        raise ValueError(f"dist_matrix {d.shape} does not match {labels.size} gallery labels")
+    _, person = np.unique(labels, return_inverse=True)
+    per_person = np.full((d.shape[0], int(person.max()) + 1 if person.size else 0), np.inf)
+    np.minimum.at(per_person.T, person, d.T)
+    if per_person.shape[1] < 2:
+        return np.zeros(d.shape[0])
+    two = np.partition(per_person, 1, axis=1)[:, :2]
+    safe = np.where(two[:, 1] > 0, two[:, 1], 1.0)
+    return np.where(two[:, 1] > 0, two[:, 0] / safe, 1.0)
+
+
 def _open_set_inputs(
     genuine_best_dist: object, genuine_correct: object, impostor_best_dist: object
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

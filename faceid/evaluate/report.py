@@ -211,21 +211,27 @@ def plot_det(
     *,
     label: str = "",
     marks: dict[str, tuple[float, float]] | None = None,
+    more: dict[str, tuple[object, object]] | None = None,
 ) -> None:
     """Open-set DET curve: FNIR against FPIR, both on log axes (NIST FRVT 1:N style).
 
     Points where either rate is 0 cannot sit on log axes and are dropped. ``marks`` maps a
-    caption to an operating point (fpir, fnir), e.g. the default decision rule's.
+    caption to an operating point (fpir, fnir), e.g. the default decision rule's; ``more``
+    maps a caption to another curve's (fpir, fnir), e.g. the same probes scored otherwise.
     """
-    x = np.asarray(fpir, dtype=np.float64)
-    y = np.asarray(fnir, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"fpir and fnir must be 1-D and equally long, got {x.shape}, {y.shape}")
-    keep = (x > 0) & (y > 0)
+    curves = {label: (fpir, fnir), **(more or {})}
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
-    if keep.any():
-        ax.step(x[keep], y[keep], where="post", label=label or None)
+    for caption, (fp, fn) in curves.items():
+        x = np.asarray(fp, dtype=np.float64)
+        y = np.asarray(fn, dtype=np.float64)
+        if x.shape != y.shape or x.ndim != 1:
+            raise ValueError(
+                f"fpir and fnir must be 1-D and equally long, got {x.shape}, {y.shape}"
+            )
+        keep = (x > 0) & (y > 0)
+        if keep.any():
+            ax.step(x[keep], y[keep], where="post", label=caption or None)
     for caption, (px, py) in (marks or {}).items():
         if px > 0 and py > 0:
             ax.plot([px], [py], marker="o", linestyle="none", label=caption)
@@ -234,7 +240,7 @@ def plot_det(
     ax.set_xlabel("FPIR: strangers given a name (log)")
     ax.set_ylabel("FNIR: enrolled people not named right (log)")
     ax.grid(True, which="both", alpha=0.3)
-    if label or marks:
+    if label or marks or more:
         ax.legend(loc="lower left", fontsize=8)
     _save_png(fig, path)
 
@@ -337,12 +343,15 @@ def identify_report(
         raise ValueError(f"genuine_dist must be 2-D (probes x gallery), got shape {g.shape}")
     gallery = np.asarray(gallery_labels)
     imp = np.asarray(impostor_dist, dtype=np.float64)
+    imp_ratio = None  # the ratio test needs every impostor's distances, not just the best
     if imp.ndim == 2:
         if imp.shape[0] and imp.shape[1] != gallery.size:
             raise ValueError(
                 f"impostor_dist has {imp.shape[1]} columns but the gallery has {gallery.size}"
             )
         imp_best = imp.min(axis=1) if imp.shape[0] else np.empty(0)
+        if imp.shape[0]:
+            imp_ratio = metrics.ratio_scores(imp, gallery)
     elif imp.ndim == 1:
         imp_best = imp
     else:
@@ -365,31 +374,48 @@ def identify_report(
         "cmc": curve[: int(max_rank)].tolist(),
         "dir_at_far": None,
         "fnir_at_fpir": None,
+        "ratio": None,
         "stored_threshold": None,
         "default_rule": None,
     }
     if imp_best.size:
-        report["dir_at_far"] = {}
-        for far in IDENTIFY_FARS:
-            rate, thr = metrics.dir_at_far(best, correct, imp_best, far)
-            report["dir_at_far"][_far_key(far)] = {"dir": rate, "threshold": thr}
-        # FPIR is the false-alarm rate over strangers, FNIR = 1 - DIR: NIST's 1:N vocabulary.
-        report["fnir_at_fpir"] = {}
-        for fpir in IDENTIFY_FPIRS:
-            rate, thr = metrics.dir_at_far(best, correct, imp_best, fpir)
-            report["fnir_at_fpir"][_far_key(fpir)] = {"fnir": 1.0 - rate, "threshold": thr}
+        report["dir_at_far"], report["fnir_at_fpir"] = _open_set_rates(best, correct, imp_best)
+    ratio = metrics.ratio_scores(g, gallery) if imp_ratio is not None else None
+    if ratio is not None:
+        # the same figures with the ratio test's score (closest / next person) in place of
+        # the distance: what identify's rule bounds in larger galleries
+        dir_r, fnir_r = _open_set_rates(ratio, correct, imp_ratio)
+        report["ratio"] = {"dir_at_far": dir_r, "fnir_at_fpir": fnir_r}
     if stored_threshold is not None:
         report["stored_threshold"] = _at(best, correct, imp_best, float(stored_threshold))
     if rule is not None:
+        by_ratio = rule.get("score") == "ratio"
+        if by_ratio and ratio is None:
+            raise ValueError("a ratio rule needs the impostors' full distance matrix")
+        scores = (ratio, imp_ratio) if by_ratio else (best, imp_best)
         report["default_rule"] = {
-            **_at(best, correct, imp_best, float(rule["threshold"])),
+            **_at(scores[0], correct, scores[1], float(rule["threshold"])),
             "rule": dict(rule),
         }
     return report
 
 
+def _open_set_rates(scores: np.ndarray, correct: np.ndarray, imp_scores: np.ndarray) -> tuple:
+    """DIR at each FAR and FNIR at each FPIR (NIST's 1:N words: FPIR is the false-alarm rate
+    over strangers, FNIR = 1 - DIR), with the bound on the score that gives each."""
+    dir_at, fnir_at = {}, {}
+    for far in IDENTIFY_FARS:
+        rate, thr = metrics.dir_at_far(scores, correct, imp_scores, far)
+        dir_at[_far_key(far)] = {"dir": rate, "threshold": thr}
+    for fpir in IDENTIFY_FPIRS:
+        rate, thr = metrics.dir_at_far(scores, correct, imp_scores, fpir)
+        fnir_at[_far_key(fpir)] = {"fnir": 1.0 - rate, "threshold": thr}
+    return dir_at, fnir_at
+
+
 def _at(best: np.ndarray, correct: np.ndarray, imp_best: np.ndarray, threshold: float) -> dict:
-    """Open-set outcome at one threshold, with the share of strangers given a name."""
+    """Open-set outcome at one bound on the score (a distance, or a ratio), with the share of
+    strangers given a name."""
     outcome = metrics.open_set_at(best, correct, imp_best, threshold)
     rejected = outcome["impostor_rejected"]
     return {

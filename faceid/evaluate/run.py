@@ -535,12 +535,20 @@ def evaluate_identify(
             genuine_dist, [n for n, _ in split.genuine_probes], [n for n, _ in split.gallery]
         )
         at = figures["default_rule"]
+        gallery_names = [n for n, _ in split.gallery]
         plot_det(
             *metrics.det(genuine_dist.min(axis=1), named == 1, impostor_dist.min(axis=1))[:2],
             out / plots["det"],
-            label=fid.encoder.model_id,
+            label=f"{fid.encoder.model_id}: distance",
             marks={
                 rule.describe(): (at["strangers_named"], 1.0 - at["genuine_identified"]),
+            },
+            more={
+                f"{fid.encoder.model_id}: ratio (closest / next person)": metrics.det(
+                    metrics.ratio_scores(genuine_dist, gallery_names),
+                    named == 1,
+                    metrics.ratio_scores(impostor_dist, gallery_names),
+                )[:2]
             },
         )
     plots_s = time.perf_counter() - t

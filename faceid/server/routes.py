@@ -145,9 +145,11 @@ async def identify(
         ),
     ] = None,
 ) -> dict:
-    """Each face's best match within the identification threshold, or `unknown`; `matches`
-    lists the `top_k` nearest people with their distances; `threshold` is the one used and
-    `rule` says how it was chosen (by default for a 1 % FPIR at the gallery's size)."""
+    """Each face's best match the identification rule accepts, or `unknown`; `matches`
+    lists the `top_k` nearest people with their distances; `threshold` is the bound used,
+    on the distance or (`rule.score` "ratio") on `ratio`, the closest over the next person's
+    distance, and `rule` says how it was chosen (by default for a 1 % FPIR at the gallery's
+    size)."""
     label, data = await _read(photo, "photo")
     fid = _fid(request)
 

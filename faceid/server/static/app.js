@@ -98,7 +98,10 @@ $("identify-btn").addEventListener("click", async () => {
       name.textContent = face.name;
       const d = face.distance === null ? "-" : face.distance.toFixed(3);
       const nearest = face.matches.map((m) => `${m.name} ${m.distance.toFixed(3)}`).join(", ");
-      li.append(name, ` — distance ${d} (threshold ${face.threshold.toFixed(3)}); nearest: ${nearest}`);
+      const bound = face.rule && face.rule.score === "ratio"
+        ? `ratio to the next person ${face.ratio === null ? "-" : face.ratio.toFixed(3)}, bound ${face.threshold.toFixed(3)}`
+        : `threshold ${face.threshold.toFixed(3)}`;
+      li.append(name, ` — distance ${d} (${bound}); nearest: ${nearest}`);
       list.append(li);
     }
     show(status, `${result.faces.length} face(s) in ${result.timings_ms.work} ms`, "ok");
