@@ -389,7 +389,7 @@ def _ratio_row(c: dict, n_people: float) -> tuple[np.ndarray, bool]:
     table = np.asarray(c["ratios"], float)
     logn = math.log(float(n_people))
     row = np.array([np.interp(logn, sizes, table[:, j]) for j in range(table.shape[1])])
-    return np.maximum.accumulate(row), logn > sizes[-1]
+    return np.maximum.accumulate(row), bool(logn > sizes[-1])
 
 
 def ratio_for_fpir(calibration: dict, n_people: int, fpir: float = DEFAULT_FPIR) -> float:

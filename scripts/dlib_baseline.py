@@ -127,7 +127,14 @@ def main(root, pairs_file, people_file, strangers, workers, out):
                 "pairs_at_tolerance": result["pairs"]["stored_threshold"],
                 "identify": {
                     k: result["identify"][k]
-                    for k in ("rank1", "rank5", "dir_at_far", "fnir_at_fpir", "stored_threshold")
+                    for k in (
+                        "rank1",
+                        "rank5",
+                        "dir_at_far",
+                        "fnir_at_fpir",
+                        "ratio",
+                        "stored_threshold",
+                    )
                 }
                 if split
                 else None,

@@ -189,6 +189,11 @@ def test_the_shipped_model_carries_its_open_set_calibration_in_both_formats() ->
     cal = openset.check(onnx.openset)
     assert cal["sizes"][-1] >= 496  # the DevTest gallery is inside the measured sizes
     assert 0.0 < openset.threshold_for_fpir(cal, 496, 0.01) < onnx.identify_threshold
+    # in a gallery of hundreds its rule bounds the ratio to the next person, which its
+    # calibration says names more people than a distance bound at the same FPIR
+    rule = openset.rule_for(cal, 496, 0.01)
+    assert rule.score == "ratio" and 0.0 < rule.threshold < 1.0
+    assert rule.fnir < openset.fnir_at(cal, 496, openset.threshold_for_fpir(cal, 496, 0.01))
     pytest.importorskip("torch")
     torch_enc = Encoder.load(DEFAULT_PT, "cpu")
     assert torch_enc.model_id == onnx.model_id and torch_enc.openset == cal
