@@ -87,6 +87,7 @@ def calibrate(
     genuine: np.ndarray,
     *,
     genuine_weights: np.ndarray | None = None,
+    probe_entries: np.ndarray | None = None,
     fpirs: tuple[float, ...] = FPIRS,
     draws: int = 64,
     seed: int = 0,
@@ -102,6 +103,11 @@ def calibrate(
     size is the number of candidate people (less one when probes are among them).
     genuine: distances between two photos of one person (with genuine_weights, e.g. so
     that each probe photo counts once), summarised as quantiles for FNIR estimates.
+    probe_entries: when the probes are gallery photos too, each probe's own column (-1 for
+    none). Each draw then also enrolls another photo of the probe's person and measures the
+    genuine probe's ratio, its own person's distance over the closest of the others, so the
+    ratio test's misses are counted, not modelled (a hard photo is far from everyone, its
+    own person included: the two distances are not independent).
     """
     dist = np.asarray(dist, dtype=np.float32)
     probe_people = np.asarray(probe_people)
@@ -137,6 +143,8 @@ def calibrate(
     has_own = own >= 0
     samples = [[] for _ in sizes]
     ratios = [[] for _ in sizes]
+    mates = _mate_sampler(probe_entries, own, order, starts, counts, probe_people.size)
+    genuine_ratios = [[] for _ in sizes]
     for _ in range(int(draws)):
         perm = rng.permutation(m)  # the order people are enrolled in
         cols = order[starts[perm] + (rng.random(m) * counts[perm]).astype(int)]
@@ -146,12 +154,19 @@ def calibrate(
         own_at = np.where(has_own, where[own.clip(0)], m)
         sel[rows[has_own], own_at[has_own]] = np.inf
         first, second = _running_two_smallest(sel)
+        if mates is not None:
+            with_mate, mate_cols = mates(rng)
+            own_dist = dist[with_mate, mate_cols]
         for k, n in enumerate(sizes):
             # n people other than the probe's own: one column more when it came first
             at = n - 1 + (own_at < n)
             samples[k].append(first[rows, at])
             if n >= 2:
                 ratios[k].append(_ratio(first[rows, at], second[rows, at]))
+                if mates is not None:
+                    # n people with the probe's own: its distance over the n - 1 others'
+                    at = n - 2 + (own_at[with_mate] < n - 1)
+                    genuine_ratios[k].append(_ratio(own_dist, first[with_mate, at], cap=False))
     table = np.array([np.quantile(np.concatenate(s), fpirs) for s in samples])
     # Fewer strangers are named with fewer people or a stricter threshold: keep it so.
     table = np.maximum.accumulate(table, axis=1)
@@ -162,6 +177,11 @@ def calibrate(
     ratio_table = np.maximum.accumulate(ratio_table, axis=1)
     ratio_table = np.maximum.accumulate(ratio_table, axis=0)
     levels = (np.arange(GENUINE_LEVELS) + 0.5) / GENUINE_LEVELS
+    simulated = {}
+    if mates is not None:
+        simulated["genuine_ratios"] = _short(
+            np.array([np.quantile(np.concatenate(r), levels) for r in genuine_ratios[1:]])
+        )
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -170,6 +190,7 @@ def calibrate(
         "thresholds": _short(table),
         "slopes": _short(_slopes(sizes, table)),
         "ratios": _short(ratio_table),
+        **simulated,
         "genuine": _short(_weighted_quantiles(genuine, weights, levels)),
         "source": {
             "probes": int(probe_people.size),
@@ -195,11 +216,39 @@ def _running_two_smallest(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first.T, second.T
 
 
-def _ratio(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """first / second, the ratio test's score: 1 (undecided) where both are 0."""
-    second = np.asarray(second, float)
-    safe = np.where(second > 0, second, 1.0)
-    return np.where(second > 0, np.asarray(first, float) / safe, 1.0)
+def _ratio(first: np.ndarray, second: np.ndarray, *, cap: bool = True) -> np.ndarray:
+    """first / second, the ratio test's score: 1 (undecided) where both are 0. Uncapped,
+    first may be the larger (a genuine probe beaten by an impostor): up to 1e6 then."""
+    first, second = np.asarray(first, float), np.asarray(second, float)
+    if cap:
+        safe = np.where(second > 0, second, 1.0)
+        return np.where(second > 0, first / safe, 1.0)
+    return np.minimum(first / np.maximum(second, first * 1e-6 + 1e-12), 1e6)
+
+
+def _mate_sampler(probe_entries, own, order, starts, counts, n_probes):
+    """None without probe_entries; else a function of a random generator returning the probes
+    that have another photo of their person and, for each, a random one of those photos."""
+    if probe_entries is None:
+        return None
+    entries = np.asarray(probe_entries).reshape(-1)
+    if entries.size != n_probes:
+        raise ValueError(f"probe_entries has {entries.size} entries for {n_probes} probes")
+    where_in_order = np.empty(order.size, int)
+    where_in_order[order] = np.arange(order.size)
+    has = (own >= 0) & (counts[own.clip(0)] >= 2) & (entries >= 0)
+    probes = np.flatnonzero(has)
+    person = own[probes]
+    self_at = where_in_order[entries[probes]] - starts[person]  # the probe among its photos
+    if np.any((self_at < 0) | (self_at >= counts[person])):
+        raise ValueError("probe_entries must point at photos of each probe's own person")
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        k = (rng.random(probes.size) * (counts[person] - 1)).astype(int)
+        k += k >= self_at  # any photo of the person but the probe itself
+        return probes, order[starts[person] + k]
+
+    return draw
 
 
 def _short(values: np.ndarray) -> list:
@@ -260,6 +309,7 @@ def calibrate_embeddings(
         people,
         np.concatenate(genuine),
         genuine_weights=np.concatenate(weights),
+        probe_entries=probes,
         draws=draws,
         seed=seed,
         source={"probes_per_person": probes_per_person, **(source or {})},
@@ -311,6 +361,13 @@ def check(calibration: object) -> dict:
             or np.any(ratios > 1)
         ):
             raise ValueError("open-set calibration has an inconsistent ratio table")
+    if "genuine_ratios" in c:
+        try:
+            gr = np.asarray(c["genuine_ratios"], float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"open-set calibration has malformed genuine ratios: {exc}") from None
+        if gr.ndim != 2 or gr.shape[0] != sizes.size - 1 or not np.all(np.isfinite(gr)):
+            raise ValueError("open-set calibration has inconsistent genuine ratios")
     return c
 
 
@@ -421,14 +478,25 @@ def fnir_ratio_at(calibration: dict, n_people: int, bound: float) -> float:
     """Estimated share of enrolled people's photos not named right at a ratio bound.
 
     A genuine probe at distance g from its own person is named when the closest of the
-    n_people - 1 others lies beyond g / bound (and beyond g, so that it is also first): the
-    stored genuine distances weighed by the stranger curve there, taken as independent.
+    n_people - 1 others lies beyond g / bound (and beyond g, so that it is also first).
+    Calibrations made from embeddings measured that ratio for genuine probes in every
+    drawn gallery (past the largest size the last row holds, which flatters a little);
+    otherwise the stored genuine distances are weighed by the stranger curve at g / bound,
+    taking the two distances as independent, which flatters more.
     """
     c = check(calibration)
     g = np.asarray(c["genuine"], float)
     bound = min(float(bound), 1.0)
     if bound <= 0:
         return 1.0
+    if "genuine_ratios" in c:
+        sizes = np.log(np.asarray(c["sizes"], float)[1:])
+        table = np.asarray(c["genuine_ratios"], float)
+        logn = min(math.log(max(float(n_people), 2.0)), sizes[-1])
+        row = np.array([np.interp(logn, sizes, table[:, j]) for j in range(table.shape[1])])
+        levels = (np.arange(row.size) + 0.5) / row.size
+        row = np.maximum.accumulate(row) + np.arange(row.size) * 1e-12
+        return float(1.0 - np.interp(bound, row, levels, left=0.0, right=1.0))
     beaten = _fpir_curve(c, float(n_people) - 1.0, g / bound)
     return float(1.0 - (1.0 - beaten).mean())
 

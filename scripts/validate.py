@@ -107,6 +107,11 @@ def main(
             str(n): openset.rule_for(cal, n, 0.01).to_dict()
             for n in (10, 100, OPENSET_PEOPLE, 1000, 2000)
         },
+        # the distance bound alone, as runs before the ratio test were selected by
+        "distance_rule_fnir_at_fpir_1%": {
+            str(n): openset.fnir_at(cal, n, openset.threshold_for_fpir(cal, n, 0.01))
+            for n in (10, OPENSET_PEOPLE)
+        },
     }
     if write_openset is not None:
         ckpt = enc.checkpoint

@@ -186,6 +186,28 @@ def test_ratio_fnir_matches_the_analytic_share_of_genuine_probes_missed(uniform_
         assert openset.fnir_ratio_at(uniform_cal, n, r) == pytest.approx(1 - named, abs=0.02)
 
 
+def test_ratio_fnir_is_measured_on_genuine_probes_when_the_probes_are_enrolled_photos():
+    # 300 people with two photos each, every photo a probe; a photo's mate lies at 0.5 and
+    # everyone else iid U(0, 4). A genuine probe is named at bound r when the closest of the
+    # n - 1 others lies beyond 0.5 / r: (1 - 0.125 / r)^(n - 1).
+    rng = np.random.default_rng(5)
+    people = np.repeat(np.arange(300), 2)
+    dist = rng.uniform(0.0, 4.0, (600, 600))
+    dist[people[:, None] == people[None, :]] = 0.5
+    dist[np.arange(600), np.arange(600)] = 0.0
+    cal = openset.calibrate(
+        dist, people, people, np.array([0.5]), probe_entries=np.arange(600), draws=16
+    )
+    assert "genuine_ratios" in cal
+    for n, r in ((2, 0.5), (10, 0.5), (50, 0.9)):
+        expected = 1.0 - (1.0 - 0.125 / r) ** (n - 1)
+        assert openset.fnir_ratio_at(cal, n, r) == pytest.approx(expected, abs=0.03)
+    with pytest.raises(ValueError, match="own person"):
+        openset.calibrate(
+            dist, people, people, np.array([0.5]), probe_entries=np.roll(np.arange(600), 2), draws=2
+        )
+
+
 def _crowd_cal(genuine_scale: float) -> dict:
     """Strangers whose distances to everyone share a per-probe scale (a blurred or turned
     photo is far from every face, a bland one near many): what a distance bound cannot
@@ -247,6 +269,7 @@ def test_calibrate_embeddings_uses_every_photo_and_caps_probes_per_person():
     assert cal["source"]["probes"] == sum(min(5, (people == p).sum()) for p in np.unique(people))
     assert cal["sizes"][-1] == n_people - 1
     assert max(cal["genuine"]) < min(cal["thresholds"][0][-4:])  # same person: closer
+    assert len(cal["genuine_ratios"]) == len(cal["sizes"]) - 1  # measured, not modelled
 
 
 @pytest.mark.parametrize(
