@@ -691,8 +691,9 @@ def evaluate_pairs_cmd(pairs_file, root, out, pick, workers, no_cache):
 def evaluate_identify_cmd(
     root, shots, out, people_file, limit_people, strangers, seed, fpir, pick, workers, no_cache
 ):
-    """Closed-set rank-1/rank-5 (CMC), open-set DIR@FAR and FNIR@FPIR (DET curve), and the
-    outcome of identify's default decision rule, on per-person folders."""
+    """Closed-set rank-1/rank-5 (CMC), open-set DIR@FAR and FNIR@FPIR by distance and by
+    the ratio to the next person (DET curves), and the outcome of identify's default
+    decision rule, on per-person folders."""
     from faceid.evaluate.run import evaluate_identify
 
     ctx = click.get_current_context()
