@@ -26,6 +26,7 @@ import numpy as np
 
 from faceid.detect import DETECT_SIDE
 from faceid.distance import MAX_DISTANCE, squared_l2
+from faceid.distance import ratio as ratio_score
 from faceid.errors import Duplicate, FaceIDError, ModelError, NoGallery, UsageError
 from faceid.locations import default_gallery_path, gallery_location, is_url
 from faceid.openset import Rule
@@ -125,7 +126,7 @@ class Identification:
         """Closest / next person's distance: the ratio test's score (None with one person)."""
         if not self.matches or self.second is None:
             return None
-        return round(self.matches[0]["distance"] / self.second, 6) if self.second > 0 else 1.0
+        return round(float(ratio_score(self.matches[0]["distance"], self.second)), 6)
 
     def to_dict(self) -> dict:
         return {

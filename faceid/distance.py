@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 MAX_DISTANCE = 4.0
@@ -25,3 +27,14 @@ def pairwise_squared_l2(a: T, b: T) -> T:
     (no N x M x D temporary), clamped at zero against rounding."""
     d = (a * a).sum(-1)[:, None] + (b * b).sum(-1)[None, :] - 2 * (a @ b.T)
     return d * (d > 0)
+
+
+def ratio(closest, second):
+    """The ratio test's score: the closest person's distance over the next person's.
+
+    Lower is more certain, like a distance. 1 (undecided) where both are 0; works on
+    scalars and numpy arrays alike.
+    """
+    closest, second = np.asarray(closest, float), np.asarray(second, float)
+    safe = np.where(second > 0, second, 1.0)
+    return np.where(second > 0, closest / safe, 1.0)

@@ -19,6 +19,14 @@ of the same person) are stored too, so the share of enrolled people missed (FNIR
 threshold can be estimated, and a gallery too large for the model to keep FPIR at its
 target while naming most people can be flagged.
 
+The same draws also measure the ratio test's score, the closest person's distance over the
+next person's: its quantiles for strangers by gallery size (the bound for a target FPIR), and,
+when the probes are photos of the held-out people themselves, the same ratio for genuine
+probes (their own person against the closest of the others), so that the share of enrolled
+people a ratio bound misses is counted rather than modelled. The rule for a gallery bounds
+whichever score the calibration says names more enrolled people at the target FPIR: in
+practice the distance for a few people, the ratio once a crowd sets the scale.
+
 Everything is pure numpy; the calibration is a small JSON-able dict that checkpoints carry
 as ``meta["openset"]`` (and anything that copies checkpoint metadata, such as an ONNX export,
 carries unchanged).
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceid.distance import MAX_DISTANCE, pairwise_squared_l2
+from faceid.distance import MAX_DISTANCE, pairwise_squared_l2, ratio
 
 __all__ = [
     "DEFAULT_FPIR",
@@ -162,11 +170,11 @@ def calibrate(
             at = n - 1 + (own_at < n)
             samples[k].append(first[rows, at])
             if n >= 2:
-                ratios[k].append(_ratio(first[rows, at], second[rows, at]))
+                ratios[k].append(ratio(first[rows, at], second[rows, at]))
                 if mates is not None:
                     # n people with the probe's own: its distance over the n - 1 others'
                     at = n - 2 + (own_at[with_mate] < n - 1)
-                    genuine_ratios[k].append(_ratio(own_dist, first[with_mate, at], cap=False))
+                    genuine_ratios[k].append(_genuine_ratio(own_dist, first[with_mate, at]))
     table = np.array([np.quantile(np.concatenate(s), fpirs) for s in samples])
     # Fewer strangers are named with fewer people or a stricter threshold: keep it so.
     table = np.maximum.accumulate(table, axis=1)
@@ -216,14 +224,10 @@ def _running_two_smallest(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first.T, second.T
 
 
-def _ratio(first: np.ndarray, second: np.ndarray, *, cap: bool = True) -> np.ndarray:
-    """first / second, the ratio test's score: 1 (undecided) where both are 0. Uncapped,
-    first may be the larger (a genuine probe beaten by an impostor): up to 1e6 then."""
-    first, second = np.asarray(first, float), np.asarray(second, float)
-    if cap:
-        safe = np.where(second > 0, second, 1.0)
-        return np.where(second > 0, first / safe, 1.0)
-    return np.minimum(first / np.maximum(second, first * 1e-6 + 1e-12), 1e6)
+def _genuine_ratio(own: np.ndarray, closest_other: np.ndarray) -> np.ndarray:
+    """A genuine probe's ratio: its own person's distance over the closest other's; above 1
+    when an impostor is closer (capped at 1e6, for a JSON-able table)."""
+    return np.minimum(own / np.maximum(closest_other, own * 1e-6 + 1e-12), 1e6)
 
 
 def _mate_sampler(probe_entries, own, order, starts, counts, n_probes):
@@ -468,12 +472,6 @@ def ratio_for_fpir(calibration: dict, n_people: int, fpir: float = DEFAULT_FPIR)
     return float(np.interp(math.log(fpir), np.log(c["fpirs"]), row))
 
 
-def _ratio_fpir_curve(c: dict, n_people: float, bounds: np.ndarray) -> np.ndarray:
-    """FPIR at each ratio bound: the inverse of the ratio row, log-linear past its ends."""
-    row, _ = _ratio_row(c, n_people)
-    return _inverse(row, np.log(np.asarray(c["fpirs"], float)), np.asarray(bounds, float))
-
-
 def fnir_ratio_at(calibration: dict, n_people: int, bound: float) -> float:
     """Estimated share of enrolled people's photos not named right at a ratio bound.
 
@@ -534,7 +532,7 @@ class Rule:
         at `second`) is given that person's name."""
         if self.score == "ratio":
             # no second person in reach: the largest squared distance between unit vectors
-            return float(_ratio(closest, MAX_DISTANCE if second is None else second)) <= (
+            return float(ratio(closest, MAX_DISTANCE if second is None else second)) <= (
                 self.threshold
             )
         return closest <= self.threshold

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from faceid.distance import ratio
+
 __all__ = [
     "roc",
     "roc_auc",
@@ -356,8 +358,7 @@ def ratio_scores(dist_matrix: object, gallery_labels: object) -> np.ndarray:
     if per_person.shape[1] < 2:
         return np.zeros(d.shape[0])
     two = np.partition(per_person, 1, axis=1)[:, :2]
-    safe = np.where(two[:, 1] > 0, two[:, 1], 1.0)
-    return np.where(two[:, 1] > 0, two[:, 0] / safe, 1.0)
+    return ratio(two[:, 0], two[:, 1])
 
 
 def _open_set_inputs(
