@@ -497,6 +497,26 @@ def test_a_lost_manifest_is_not_mistaken_for_an_empty_gallery(enrolled) -> None:
         Gallery.inspect(path)
 
 
+def test_a_reader_that_missed_the_manifest_of_a_gallery_created_meanwhile_sees_no_gallery(
+    enrolled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lock-free read finds no manifest.json; before it looks for orphans a writer creates
+    # the gallery and commits generation 1: the read came before the creation, not damage.
+    from faceid.gallery import store
+
+    path, _, _ = enrolled
+    real_read = store.Gallery._read_manifest
+
+    def missed(self, cache):
+        raise FileNotFoundError(self._manifest_path)
+
+    g = open_gallery(path)
+    monkeypatch.setattr(store.Gallery, "_read_manifest", missed)
+    assert g._read_state() is None  # nothing raised: the manifest is there now
+    monkeypatch.setattr(store.Gallery, "_read_manifest", real_read)
+    assert g.people() == EXPECTED_PEOPLE
+
+
 def test_leftovers_of_a_crashed_writer_are_harmless_and_cleaned_up(enrolled) -> None:
     path, _, _ = enrolled
     gen = manifest(path)["generation"]

@@ -69,5 +69,8 @@ def _refuse_orphans(path: Path) -> None:
     empty gallery whose creation was interrupted, which reads as no gallery at all.
     """
     later = sorted(name for (_, gen), name in _generation_files(path).items() if gen > 0)
-    if later:
+    # A lock-free reader may have missed the manifest just before a writer created the
+    # gallery and committed more: writers only ever replace the manifest, never remove it,
+    # so one that is there now means that read came before the creation, not damage.
+    if later and not (path / MANIFEST).exists():
         raise GalleryError(f"{path / MANIFEST} is missing but {later[-1]} exists; {REPAIR_HINT}")
