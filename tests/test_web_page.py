@@ -163,7 +163,12 @@ def test_a_person_can_be_enrolled_from_the_webcam(page):
             "return v.videoWidth > 0 && v.readyState >= 2 && v.currentTime > 0.5"
         )
     )
-    page.execute_script("document.getElementById('enroll-status').textContent = ''")
+    # Clear the last enrollment's outcome, its class too: a stale "ok" would match the wait
+    # below while the page is still at "enrolling…".
+    page.execute_script(
+        "const s = document.getElementById('enroll-status');"
+        "s.textContent = ''; s.className = 'status';"
+    )
     page.find_element(By.ID, "webcam-capture").click()
     status = _wait_for_text(page, "#enroll-status.ok, #enroll-status.error")
     assert status == "enrolled 1 photo(s) of Carlos Moya", status
