@@ -54,6 +54,7 @@ __all__ = [
     "fnir_ratio_at",
     "max_people",
     "ratio_for_fpir",
+    "ratio_from",
     "rule_for",
     "threshold_for_fpir",
 ]
@@ -375,6 +376,11 @@ def check(calibration: object) -> dict:
     return c
 
 
+def _interp_rows(logn: float, grid: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The table's row at log gallery size logn, each column interpolated over log sizes grid."""
+    return np.array([np.interp(logn, grid, table[:, j]) for j in range(table.shape[1])])
+
+
 def _row(c: dict, n_people: float) -> tuple[np.ndarray, bool]:
     """Thresholds at every stored FPIR for a gallery of n_people; and whether extrapolated."""
     sizes = np.asarray(c["sizes"], float)
@@ -384,7 +390,7 @@ def _row(c: dict, n_people: float) -> tuple[np.ndarray, bool]:
         raise ValueError(f"a gallery holds at least one person, not {n_people}")
     logn, grid = math.log(n), np.log(sizes)
     if n <= sizes[-1]:
-        row = np.array([np.interp(logn, grid, table[:, j]) for j in range(table.shape[1])])
+        row = _interp_rows(logn, grid, table)
         extrapolated = False
     else:
         row = table[-1] + np.asarray(c["slopes"], float) * (logn - grid[-1])
@@ -449,7 +455,7 @@ def _ratio_row(c: dict, n_people: float) -> tuple[np.ndarray, bool]:
     sizes = np.log(np.asarray(c["sizes"], float)[1:])
     table = np.asarray(c["ratios"], float)
     logn = math.log(float(n_people))
-    row = np.array([np.interp(logn, sizes, table[:, j]) for j in range(table.shape[1])])
+    row = _interp_rows(logn, sizes, table)
     return np.maximum.accumulate(row), bool(logn > sizes[-1])
 
 
@@ -491,7 +497,7 @@ def fnir_ratio_at(calibration: dict, n_people: int, bound: float) -> float:
         sizes = np.log(np.asarray(c["sizes"], float)[1:])
         table = np.asarray(c["genuine_ratios"], float)
         logn = min(math.log(max(float(n_people), 2.0)), sizes[-1])
-        row = np.array([np.interp(logn, sizes, table[:, j]) for j in range(table.shape[1])])
+        row = _interp_rows(logn, sizes, table)
         levels = (np.arange(row.size) + 0.5) / row.size
         row = np.maximum.accumulate(row) + np.arange(row.size) * 1e-12
         return float(1.0 - np.interp(bound, row, levels, left=0.0, right=1.0))
@@ -605,6 +611,18 @@ def rule_for(calibration: dict, n_people: int, fpir: float = DEFAULT_FPIR) -> Ru
             "accept more false names with a larger fpir, or use a stronger model"
         )
     return Rule(threshold, "fpir", int(n_people), float(fpir), fnir, extrapolated, warning, score)
+
+
+def ratio_from(calibration: dict, fpir: float = DEFAULT_FPIR, limit: int = 100_000) -> int | None:
+    """The smallest gallery for which the rule at `fpir` bounds the ratio rather than the
+    distance (None when it never does up to `limit` people)."""
+    c = check(calibration)
+    n = 2
+    while n <= limit:
+        if _best(c, n, fpir)[0] == "ratio":
+            return n
+        n += 1 if n < 1000 else n // 100
+    return None
 
 
 def max_people(calibration: dict, fpir: float = DEFAULT_FPIR, fnir: float = FNIR_WARNING) -> int:

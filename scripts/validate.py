@@ -103,6 +103,7 @@ def main(
         "calibrated_on": cal["source"],
         "largest_calibrated_gallery": cal["sizes"][-1],
         "max_people_at_fpir_1%": openset.max_people(cal, 0.01),
+        "ratio_rule_from_people_at_fpir_1%": openset.ratio_from(cal, 0.01),
         "rules": {
             str(n): openset.rule_for(cal, n, 0.01).to_dict()
             for n in (10, 100, OPENSET_PEOPLE, 1000, 2000)

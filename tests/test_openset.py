@@ -228,6 +228,10 @@ def test_the_rule_takes_the_ratio_in_a_crowd_and_the_distance_alone_for_one_pers
     distance = openset.threshold_for_fpir(cal, 300, 0.01)
     assert crowd.fnir == openset.fnir_ratio_at(cal, 300, crowd.threshold)
     assert crowd.fnir < openset.fnir_at(cal, 300, distance)
+    switch = openset.ratio_from(cal, 0.01)
+    assert 2 <= switch <= 300
+    assert openset.rule_for(cal, switch, 0.01).score == "ratio"
+    assert switch == 2 or openset.rule_for(cal, switch - 1, 0.01).score == "distance"
 
 
 def test_rule_names_by_its_own_score():
