@@ -36,21 +36,22 @@ from faceid.train.miners import MINERS
 )
 @click.option(
     "--teacher",
-    type=click.Choice(["fixed", "online"]),
+    type=click.Choice(["fixed", "online", "bank"]),
     default="fixed",
     show_default=True,
     help="fixed: dlib's stored descriptors of the plain crops; online: the torch re-implementation "
     "of dlib's network describes the very augmented views and blends the student sees "
-    "(needs a cache prepared with --master).",
+    "(needs a cache prepared with --master); bank: such views and blends described once, "
+    "from the cache's view bank (scripts/view_bank.py).",
 )
 @click.option(
-    "--blends", default=32, show_default=True, help="Online: two-person blends per batch."
+    "--blends", default=32, show_default=True, help="Online, bank: two-person blends per batch."
 )
 @click.option(
     "--relational",
     default=1.0,
     show_default=True,
-    help="Online: weight of matching the teacher's raw in-batch distances.",
+    help="Online, bank: weight of matching the teacher's raw in-batch distances.",
 )
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--input-size", default=64, show_default=True)

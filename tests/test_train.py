@@ -202,6 +202,85 @@ def test_a_cache_packed_with_its_masters_trains_online_without_crops_or_dlib_fil
     assert np.isfinite(train(cfg, progress=False)["val_auc"])
 
 
+@pytest.fixture(scope="module")
+def banked_cache(small_cache, tmp_path_factory):
+    """A copy of the small cache with a view bank made by scripts/view_bank.py."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path_factory.mktemp("banked") / "cache"
+    shutil.copytree(small_cache, copy)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "view_bank.py"
+    args = ["--cache", str(copy), "--views", "3", "--blends", "1", "--threads", "1"]
+    subprocess.run([sys.executable, str(script), *args], check=True)
+    return copy
+
+
+def test_a_view_bank_stores_each_photos_plain_and_augmented_views_with_the_teachers_answers(
+    banked_cache,
+):
+    from faceid.train.bank import BANK
+    from faceid.train.teacher import load_teacher
+    from faceid.train.views import describe_masters, plain_crops
+
+    data = FaceCache.load(banked_cache)
+    folder = banked_cache / BANK
+    views = np.load(folder / "views.u8.npy")
+    targets = np.load(folder / "view_targets.npy")
+    assert views.shape == (56, 3, 32, 32, 3) and targets.shape == (56, 3, 128)
+    # the first view is the plain crop (the inference crop within a few grey levels at
+    # 32 px, as when a packed cache cuts its crops from masters), its target the fixed one
+    plain = plain_crops(data.masters, data.student_maps, 32)
+    assert np.abs(views[:, 0].astype(np.int16) - plain).max() <= 1
+    assert np.abs(views[:, 0].astype(np.int16) - data.crops).mean() < 6
+    fixed = describe_masters(load_teacher("cpu"), data.masters)
+    assert np.allclose(targets[:, 0], fixed, atol=1e-3)
+    # the others are augmented, and the teacher still knows whose they are: each view's
+    # answer is nearer its own photo's plain answer than any other person's photo
+    assert np.abs(views[:, 1:].astype(np.int16) - data.crops[:, None]).mean() > 3
+    for v in (1, 2):
+        d = ((targets[:, v, None] - targets[None, :, 0]) ** 2).sum(-1)
+        other = data.labels[:, None] != data.labels[None]
+        own = np.diag(d)
+        assert np.mean(own < np.where(other, d, np.inf).min(1)) > 0.9
+    parents = np.load(folder / "blend_parents.npy")
+    assert len(parents) == 56 and (data.labels[parents[:, 0]] != data.labels[parents[:, 1]]).all()
+
+
+def test_a_view_bank_gives_training_no_blend_of_a_validation_person(banked_cache):
+    from faceid.train.bank import ViewBank
+
+    data = FaceCache.load(banked_cache)
+    train_idx, val_idx = split_people(data.labels, 0.15, 0)
+    bank = ViewBank.load(banked_cache, data.entries, train_idx)
+    parents = np.load(banked_cache / "bank" / "blend_parents.npy")
+    allowed = np.isin(parents, train_idx).all(1)  # entries are rows here: nothing filtered out
+    assert 0 < len(bank.blends) == allowed.sum() < len(parents)
+    assert np.array_equal(
+        bank.blend_targets, np.load(banked_cache / "bank" / "blend_targets.npy")[allowed]
+    )
+    crops, targets = bank.draw(train_idx[:8], 4, np.random.default_rng(0))
+    assert crops.shape == (12, 32, 32, 3) and targets.shape == (12, 128)
+
+
+def test_training_from_a_view_bank_distils_and_reloads_to_identical_outputs(banked_cache, tmp_path):
+    cfg = _cfg(banked_cache, tmp_path, 2, teacher="bank", distill=1.0, blends=4)
+    best = train(cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["distill"] > 0 and r["relational"] > 0 for r in rows)
+    assert np.isfinite([r["loss"] for r in rows]).all() and 0 <= best["val_auc"] <= 1
+    data = FaceCache.load(banked_cache)
+    enc_a = Encoder.load(tmp_path / "best.pt", device="cpu")
+    enc_b = Encoder.load(tmp_path / "best.pt", device="cpu")
+    assert np.array_equal(enc_a.embed(data.crops[:8]), enc_b.embed(data.crops[:8]))
+
+
+def test_training_from_a_cache_without_a_view_bank_says_how_to_make_one(small_cache, tmp_path):
+    with pytest.raises(FileNotFoundError, match="scripts/view_bank.py"):
+        train(_cfg(small_cache, tmp_path, 1, teacher="bank", distill=1.0), progress=False)
+
+
 def test_epochs_within_fits_the_rest_of_the_budget():
     assert epochs_within(600, 100, 1, 50) == 11  # 500 s left: 10 more epochs
     assert epochs_within(600, 100, 3, 45) == 14  # floor(500 / 45) = 11 more

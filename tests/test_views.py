@@ -67,8 +67,9 @@ def test_blends_mix_two_different_people():
     rng = np.random.default_rng(0)
     masters = torch.stack([torch.full((3, 16, 16), v) for v in (0.0, 0.0, 1.0, 1.0)])
     labels = np.array([0, 0, 1, 1])
-    mixed, parent = blend(masters, labels, 32, rng)
-    assert mixed.shape == (32, 3, 16, 16) and parent.shape == (32,)
+    mixed, first, second = blend(masters, labels, 32, rng)
+    assert mixed.shape == (32, 3, 16, 16) and first.shape == second.shape == (32,)
+    assert (labels[first] != labels[second]).all()
     # every blend holds both a dark and a bright parent: never one person with himself
     spread = mixed.amax((1, 2, 3)) - mixed.amin((1, 2, 3))
     mean = mixed.mean((1, 2, 3))

@@ -264,6 +264,7 @@ class FaceCache:
 
     masters / student_maps: the wide teacher-geometry views and their maps to the crop,
     present when the cache was prepared with `master` (memory-mapped, not copied).
+    entries: each row's entry in the cache's index (what a view bank is indexed by).
     """
 
     crops: np.ndarray
@@ -272,6 +273,7 @@ class FaceCache:
     teacher: np.ndarray | None
     masters: np.ndarray | None = None
     student_maps: np.ndarray | None = None
+    entries: np.ndarray | None = None
 
     @classmethod
     def load(cls, folder: Path, people: list[str] | None = None) -> FaceCache:
@@ -300,4 +302,5 @@ class FaceCache:
             teacher=None if teacher is None else teacher[rows],
             masters=masters,
             student_maps=maps,
+            entries=np.array(rows, np.int64),
         )

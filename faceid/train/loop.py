@@ -50,10 +50,12 @@ class TrainConfig:
     init: str | None = None  # start from this checkpoint's weights (a warm restart)
     # "fixed": dlib's descriptors stored in the cache, computed once on the plain crop;
     # "online": the torch teacher describes the very view the student sees (consistent
-    # distillation, needs a cache prepared with masters; see faceid/train/views.py).
+    # distillation, needs a cache prepared with masters; see faceid/train/views.py);
+    # "bank": the same consistent views and blends, described once and stored in the
+    # cache's view bank (faceid/train/bank.py), at the cost of fixed targets.
     teacher: str = "fixed"
-    blends: int = 32  # online: two-person blends per batch, taught by the teacher alone
-    relational: float = 1.0  # online: weight of the batch-distance term
+    blends: int = 32  # online, bank: two-person blends per batch, taught by the teacher alone
+    relational: float = 1.0  # online, bank: weight of the batch-distance term
     teacher_batch: int = 64
     minutes: float = 0.0  # > 0: fit `epochs` to this wall-clock budget (see epochs_within)
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
@@ -220,8 +222,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     miner = MINERS[cfg.miner]
     triplet_loss = TripletLoss(cfg.margin)
-    distill = teacher = relational = None
-    if cfg.teacher == "online":
+    distill = teacher = relational = bank = None
+    if cfg.teacher == "bank":
+        from faceid.train.bank import ViewBank
+
+        bank = ViewBank.load(Path(cfg.cache), data.entries, train_idx)
+        teacher_mean = torch.from_numpy(bank.targets[train_idx, 0].mean(0))  # the plain views
+        distill = DistillationLoss(teacher_mean).to(device)
+        relational = RelationalDistillLoss()
+    elif cfg.teacher == "online":
         if data.masters is None:
             raise ValueError("an online teacher needs a cache prepared with masters")
         from faceid.train.data import teacher_weights
@@ -278,6 +287,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             idx = train_idx[batch]
             if teacher is not None:
                 x, targets = _consistent_views(data, idx, cfg, teacher, blend_rng, device)
+            elif bank is not None:
+                crops, targets = bank.draw(idx, cfg.blends, blend_rng)
+                x = to_input(crops, device)
             else:
                 x = augment(to_input(data.crops[idx], device))
                 targets = None if data.teacher is None else torch.from_numpy(data.teacher[idx])
@@ -379,7 +391,7 @@ def _consistent_views(
     masters = to_float(data.masters[idx]).to(device)
     maps = data.student_maps[idx]
     if cfg.blends:
-        mixed, parent = blend(masters, data.labels[idx], cfg.blends, rng)
+        mixed, parent, _ = blend(masters, data.labels[idx], cfg.blends, rng)
         masters, maps = torch.cat([masters, mixed]), np.concatenate([maps, maps[parent]])
     crops, chips = make_views(photometric(masters), maps, NetConfig.from_dict(cfg.net).input_size)
     with torch.inference_mode():

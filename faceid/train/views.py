@@ -168,11 +168,11 @@ def blend(
     labels: np.ndarray,
     count: int,
     rng: np.random.Generator,
-) -> tuple[torch.Tensor, np.ndarray]:
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """`count` new faces from two different people each: mixup or a CutMix half-face.
 
-    Returns the blended masters and the index of the first parent (whose crop map the
-    blend uses: both parents are in one geometry, so their features line up).
+    Returns the blended masters and the indices of the two parents (the blend uses the
+    first's crop map: both parents are in one geometry, so their features line up).
     """
     n = len(masters)
     first = rng.integers(0, n, count)
@@ -186,7 +186,7 @@ def blend(
     lower = (rows[None, :, None] >= cut[:, None, None]).unsqueeze(1)  # (count, 1, side, 1)
     cutmix = torch.where(lower, b, a)
     use_cut = torch.from_numpy(rng.random(count) < 0.5).to(masters.device).view(-1, 1, 1, 1)
-    return torch.where(use_cut, cutmix, mixed), first
+    return torch.where(use_cut, cutmix, mixed), first, second
 
 
 def make_views(

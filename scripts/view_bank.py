@@ -1,0 +1,69 @@
+"""Describe many augmented views and blends of every face of a cache once, for training.
+
+    python scripts/view_bank.py --cache cache/lfw-devtrain-96m --views 12 --blends 2
+
+Writes CACHE/bank/ (see faceid/train/bank.py), which `scripts/train.py --teacher bank`
+reads: consistent distillation (the teacher's answer about the very image the student
+sees) at the cost per step of fixed targets, the teacher's cost paid once and reused by
+every later run on the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--cache", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option("--views", default=12, show_default=True, help="Views per photo (the first plain).")
+@click.option("--blends", default=2, show_default=True, help="Two-person blends per photo.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", default=0, help="torch CPU threads (0 = torch's default).")
+def main(
+    cache: Path, views: int, blends: int, seed: int, batch: int, device: str, threads: int
+) -> None:
+    """Write CACHE/bank/: VIEWS views and BLENDS blends of each face with the teacher's
+    descriptor of each."""
+    import numpy as np
+    import torch
+
+    from faceid.model.torch_runner import resolve_device
+    from faceid.train.bank import BANK, build_bank
+    from faceid.train.data import INDEX, MASTERS, STUDENT_FROM_MASTER, teacher_weights
+    from faceid.train.teacher import load_teacher
+
+    if threads:
+        torch.set_num_threads(threads)
+    path = cache / (MASTERS + ".npy")
+    if not path.exists():
+        raise click.ClickException(f"{cache} has no masters: prepare it with --master 200")
+    index = json.loads((cache / INDEX).read_text())
+    names = [e["name"] for e in index["entries"]]
+    label_of = {n: i for i, n in enumerate(sorted(set(names)))}
+    device = resolve_device(device)
+    meta = build_bank(
+        np.load(path, mmap_mode="r"),
+        np.load(cache / STUDENT_FROM_MASTER),
+        np.array([label_of[n] for n in names]),
+        np.array([e["ok"] for e in index["entries"]]),
+        cache / BANK,
+        load_teacher(device, teacher_weights(cache)),
+        crop_size=index["summary"]["size"],
+        views=views,
+        blends=blends,
+        batch=batch,
+        seed=seed,
+        device=device,
+    )
+    click.echo(json.dumps(meta))
+
+
+if __name__ == "__main__":
+    main()
