@@ -1,6 +1,6 @@
 """Describe many augmented views and blends of every face of a cache once, for training.
 
-    python scripts/view_bank.py --cache cache/lfw-devtrain-96m --views 12 --blends 2
+    python scripts/view_bank.py --cache cache/lfw-devtrain-96m --views 8 --blends 2
 
 Writes CACHE/bank/ (see faceid/train/bank.py), which `scripts/train.py --teacher bank`
 reads: consistent distillation (the teacher's answer about the very image the student
@@ -20,7 +20,7 @@ import click
 @click.option(
     "--cache", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
 )
-@click.option("--views", default=12, show_default=True, help="Views per photo (the first plain).")
+@click.option("--views", default=8, show_default=True, help="Views per photo (the first plain).")
 @click.option("--blends", default=2, show_default=True, help="Two-person blends per photo.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--batch", default=64, show_default=True)
