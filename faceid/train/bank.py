@@ -54,10 +54,11 @@ def build_bank(
     from tqdm import tqdm
 
     from faceid.atomic import atomic_open
-    from faceid.train.views import blend, make_views, photometric, to_float
+    from faceid.train.views import blend, make_views, photometric, to_float, to_u8
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / META).unlink(missing_ok=True)  # a bank being rewritten is not a bank yet
     n = len(masters)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -84,14 +85,14 @@ def build_bank(
                 crops, chips = make_views(
                     photometric(m.clone(), generator=gen), maps, crop_size, generator=gen
                 )
-            view_px[rows, v] = _to_u8(crops)
+            view_px[rows, v] = to_u8(crops)
             view_t[rows, v] = describe(chips).numpy()
         if blends and np.unique(labels[rows]).size >= 2:
             mixed, first, second = blend(m, labels[rows], blends * len(rows), rng)
             crops, chips = make_views(
                 photometric(mixed, generator=gen), maps[first], crop_size, generator=gen
             )
-            blend_px.append(_to_u8(crops))
+            blend_px.append(to_u8(crops))
             blend_t.append(describe(chips).numpy())
             parents.append(np.stack([rows[first], rows[second]], 1))
     view_px.flush()
@@ -115,10 +116,6 @@ def build_bank(
     return meta
 
 
-def _to_u8(crops: torch.Tensor) -> np.ndarray:
-    return (crops * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
 @dataclass
 class ViewBank:
     """A bank's views of the loaded cache rows and the blends among the given people.
@@ -127,7 +124,7 @@ class ViewBank:
     the blends whose both parents are among `keep` (the training rows).
     """
 
-    views: np.ndarray
+    views: _RowView
     targets: np.ndarray
     blends: np.ndarray
     blend_targets: np.ndarray

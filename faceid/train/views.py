@@ -250,10 +250,15 @@ def plain_crops(
     for i in range(0, len(masters_u8), batch):
         m = to_float(masters_u8[i : i + batch])
         crops, _ = make_views(m, crop_maps[i : i + batch], crop_size, jitter=False)
-        out[i : i + batch] = (crops * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        out[i : i + batch] = to_u8(crops)
     return out
 
 
 def to_float(masters_u8: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(masters_u8)).permute(0, 3, 1, 2).float() / 255
+
+
+def to_u8(images: torch.Tensor) -> np.ndarray:
+    """float NCHW in [0, 1] -> uint8 NHWC: the inverse of to_float, for storing views."""
+    return (images * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
