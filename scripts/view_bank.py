@@ -31,31 +31,23 @@ def main(
 ) -> None:
     """Write CACHE/bank/: VIEWS views and BLENDS blends of each face with the teacher's
     descriptor of each."""
-    import numpy as np
     import torch
 
     from faceid.model.torch_runner import resolve_device
     from faceid.train.bank import BANK, build_bank
-    from faceid.train.data import INDEX, MASTERS, STUDENT_FROM_MASTER, teacher_weights
+    from faceid.train.data import FaceCache, teacher_weights
     from faceid.train.teacher import load_teacher
 
     if threads:
         torch.set_num_threads(threads)
-    path = cache / (MASTERS + ".npy")
-    if not path.exists():
+    data = FaceCache.load(cache)
+    if data.masters is None:
         raise click.ClickException(f"{cache} has no masters: prepare it with --master 200")
-    index = json.loads((cache / INDEX).read_text())
-    names = [e["name"] for e in index["entries"]]
-    label_of = {n: i for i, n in enumerate(sorted(set(names)))}
     device = resolve_device(device)
     meta = build_bank(
-        np.load(path, mmap_mode="r"),
-        np.load(cache / STUDENT_FROM_MASTER),
-        np.array([label_of[n] for n in names]),
-        np.array([e["ok"] for e in index["entries"]]),
+        data,
         cache / BANK,
         load_teacher(device, teacher_weights(cache)),
-        crop_size=index["summary"]["size"],
         views=views,
         blends=blends,
         batch=batch,

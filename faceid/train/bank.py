@@ -20,9 +20,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from faceid.train.data import FaceCache
 
 BANK = "bank"
 VIEWS, VIEW_TARGETS = "views.u8.npy", "view_targets.npy"
@@ -31,14 +35,10 @@ META = "bank.json"
 
 
 def build_bank(
-    masters: np.ndarray,
-    crop_maps: np.ndarray,
-    labels: np.ndarray,
-    ok: np.ndarray,
+    data: FaceCache,
     out: Path,
     teacher: torch.nn.Module,
     *,
-    crop_size: int,
     views: int = 8,
     blends: int = 1,
     batch: int = 64,
@@ -46,7 +46,7 @@ def build_bank(
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Write a bank for a cache's entries (masters uint8 NHWC, maps, labels, usable mask).
+    """Write a bank for a loaded cache with masters, indexed by its entries.
 
     Blends pair two different people drawn from one shuffled batch, so they span the
     whole cache; training drops those with a parent outside its training people.
@@ -59,15 +59,15 @@ def build_bank(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)  # a bank being rewritten is not a bank yet
-    n = len(masters)
+    n = int(data.entries.max()) + 1  # entries past the last usable one are never read
+    crop_size = data.crops.shape[1]
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     view_px = np.lib.format.open_memmap(
         out / VIEWS, "w+", np.uint8, (n, views, crop_size, crop_size, 3)
     )
     view_t = np.zeros((n, views, 128), np.float32)
-    usable = np.flatnonzero(ok)
-    order = rng.permutation(usable)
+    order = rng.permutation(len(data.labels))
     blend_px, blend_t, parents = [], [], []
 
     def describe(chips: torch.Tensor) -> np.ndarray:
@@ -76,8 +76,9 @@ def build_bank(
 
     for start in tqdm(range(0, len(order), batch), desc="bank", unit="batch", disable=not progress):
         rows = np.sort(order[start : start + batch])
-        m = to_float(masters[rows])
-        maps = crop_maps[rows]
+        at = data.entries[rows]
+        m = to_float(data.masters[rows])
+        maps = data.student_maps[rows]
         for v in range(views):
             if v == 0:  # the plain view: the inference crop and its fixed target
                 crops, chips = make_views(m, maps, crop_size, jitter=False)
@@ -85,16 +86,16 @@ def build_bank(
                 crops, chips = make_views(
                     photometric(m.clone(), generator=gen), maps, crop_size, generator=gen
                 )
-            view_px[rows, v] = to_u8(crops)
-            view_t[rows, v] = describe(chips).numpy()
-        if blends and np.unique(labels[rows]).size >= 2:
-            mixed, first, second = blend(m, labels[rows], blends * len(rows), rng)
+            view_px[at, v] = to_u8(crops)
+            view_t[at, v] = describe(chips).numpy()
+        if blends and np.unique(data.labels[rows]).size >= 2:
+            mixed, first, second = blend(m, data.labels[rows], blends * len(rows), rng)
             crops, chips = make_views(
                 photometric(mixed, generator=gen), maps[first], crop_size, generator=gen
             )
             blend_px.append(to_u8(crops))
             blend_t.append(describe(chips).numpy())
-            parents.append(np.stack([rows[first], rows[second]], 1))
+            parents.append(np.stack([at[first], at[second]], 1))
     view_px.flush()
     del view_px
     with atomic_open(out / VIEW_TARGETS) as f:
@@ -105,7 +106,7 @@ def build_bank(
     np.save(out / BLEND_PARENTS, np.concatenate(parents) if parents else np.zeros((0, 2), int))
     meta = {
         "entries": int(n),
-        "usable": int(len(usable)),
+        "usable": int(len(data.labels)),
         "views": views,
         "blends_per_photo": blends,
         "blends": int(sum(len(p) for p in parents)),
@@ -120,11 +121,12 @@ def build_bank(
 class ViewBank:
     """A bank's views of the loaded cache rows and the blends among the given people.
 
-    views: (rows, V, S, S, 3) memory-mapped; targets (rows, V, 128); blend arrays hold only
-    the blends whose both parents are among `keep` (the training rows).
+    views: (entries, V, S, S, 3) memory-mapped, read at `entries[row]`; targets (rows, V, 128);
+    blend arrays hold only the blends whose both parents are among `keep` (the training rows).
     """
 
-    views: _RowView
+    views: np.ndarray
+    entries: np.ndarray
     targets: np.ndarray
     blends: np.ndarray
     blend_targets: np.ndarray
@@ -143,7 +145,8 @@ class ViewBank:
         allowed = np.isin(parents, np.asarray(entries)[keep]).all(1)
         blends = np.load(folder / BLENDS, mmap_mode="r")
         return cls(
-            views=_RowView(views, np.asarray(entries)),
+            views=views,
+            entries=np.asarray(entries),
             targets=np.asarray(targets[np.asarray(entries)]),
             blends=np.ascontiguousarray(blends[allowed]),
             blend_targets=np.load(folder / BLEND_TARGETS)[allowed].astype(np.float32),
@@ -154,21 +157,10 @@ class ViewBank:
     ) -> tuple[np.ndarray, torch.Tensor]:
         """One random stored view per row, then `n_blends` random blends: crops and targets."""
         v = rng.integers(0, self.targets.shape[1], len(rows))
-        crops = self.views[rows, v]
+        crops = self.views[self.entries[rows], v]  # reads just these views off the disk
         targets = self.targets[rows, v]
         if n_blends and len(self.blends):
             pick = np.sort(rng.choice(len(self.blends), min(n_blends, len(self.blends)), False))
             crops = np.concatenate([crops, self.blends[pick]])
             targets = np.concatenate([targets, self.blend_targets[pick]])
         return crops, torch.from_numpy(np.ascontiguousarray(targets))
-
-
-class _RowView:
-    """Index a memory-mapped (entries, V, ...) array by loaded row and view, lazily."""
-
-    def __init__(self, array: np.ndarray, entries: np.ndarray) -> None:
-        self.array, self.entries = array, entries
-
-    def __getitem__(self, key: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        rows, v = key
-        return np.stack([self.array[e, j] for e, j in zip(self.entries[rows], v)])
