@@ -626,10 +626,14 @@ def ratio_from(calibration: dict, fpir: float = DEFAULT_FPIR, limit: int = 100_0
 
 
 def max_people(calibration: dict, fpir: float = DEFAULT_FPIR, fnir: float = FNIR_WARNING) -> int:
-    """The largest gallery at which the rule for `fpir` still names 1 - fnir of enrolled photos.
+    """The largest gallery up to which the rule for `fpir` still names 1 - fnir of enrolled
+    photos: the size before the estimated FNIR first passes `fnir`.
 
-    Estimated FNIR grows with the gallery (the threshold tightens), so a bisection on N
-    finds it; 0 when even one person is too many, capped at 10 million.
+    The estimate is not monotone in N: where the rule turns from the distance to the ratio it
+    can fall before rising again. It is interpolated between the calibration's grid sizes and
+    extrapolated along a line past them, so stepping through the grid (then doubling) finds
+    the first step that fails, and a bisection inside that step finds where. 0 when even one
+    person is too many, capped at 10 million.
     """
     c = check(calibration)
 
@@ -638,11 +642,15 @@ def max_people(calibration: dict, fpir: float = DEFAULT_FPIR, fnir: float = FNIR
 
     if not ok(1):
         return 0
-    lo, hi = 1, 2
-    while hi < 10_000_000 and ok(hi):
-        lo, hi = hi, hi * 2
-    if hi >= 10_000_000 and ok(hi):
-        return hi
+    cap = 10_000_000
+    steps = sorted({int(n) for n in c["sizes"]} | {2**k for k in range(24)} | {cap})
+    lo = 1
+    for hi in (n for n in steps if 1 < n <= cap):
+        if not ok(hi):
+            break
+        lo = hi
+    else:
+        return cap
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
