@@ -152,6 +152,23 @@ def test_an_interrupted_run_resumes_where_it_stopped(small_cache, tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2, 3]
 
 
+def test_a_resumed_time_budget_keeps_its_schedule_and_counts_the_time_spent(
+    small_cache, tmp_path, monkeypatch
+):
+    import types
+
+    import faceid.train.loop as loop
+
+    clock = iter(range(0, 100_000, 10))  # the loop's clock: each reading 10 s after the last
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    first = _cfg(small_cache, tmp_path, 100, minutes=5.0)
+    train(first, progress=False)
+    again = _cfg(small_cache, tmp_path, 100, minutes=5.0)  # the same command, run again
+    train(again, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert again.epochs == first.epochs == len(rows)  # a finished budget trains no more
+
+
 def test_a_warm_restart_starts_from_the_given_checkpoint(small_cache, tmp_path):
     first = tmp_path / "first"
     train(_cfg(small_cache, first, 2), progress=False)

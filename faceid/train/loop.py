@@ -257,6 +257,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         opt.load_state_dict(state["optimizer"])
         sampler.rng = np.random.default_rng(cfg.seed + state["epoch"])
         start_epoch, best, elapsed = state["epoch"], state.get("best"), state.get("elapsed", 0.0)
+        if cfg.minutes > 0 and "epochs" in state:  # the budget's schedule, not --epochs
+            cfg.epochs = state["epochs"]
+    spent_before = elapsed  # a resumed run's budget counts the time already trained
 
     steps_per_epoch = len(sampler)
     total = cfg.epochs * steps_per_epoch
@@ -344,15 +347,16 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
                     "epoch": epoch + 1,
                     "best": best,
                     "elapsed": elapsed,
+                    "epochs": cfg.epochs,
                 },
                 f,
             )
         epoch += 1
-        if cfg.minutes > 0 and epoch - start_epoch <= 3:
-            # Re-estimated over the first epochs, as start-up costs (cuDNN autotuning, page
-            # cache) fade; the cosine schedule follows the new total smoothly.
+        if cfg.minutes > 0 and epoch <= 3:
+            # Re-estimated over the run's first epochs, as start-up costs (cuDNN autotuning,
+            # page cache) fade; the cosine schedule follows the new total smoothly.
             cfg.epochs = epochs_within(
-                cfg.minutes * 60, time.time() - started, epoch, time.time() - t0
+                cfg.minutes * 60, spent_before + time.time() - started, epoch, time.time() - t0
             )
             total = cfg.epochs * steps_per_epoch
     log.close()
