@@ -76,6 +76,14 @@ from faceid.train.miners import MINERS
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, help="torch CPU threads (0 = torch's default).")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="bfloat16 autocast for the forward pass (auto: on a GPU, and on a CPU with native "
+    "bfloat16, where it trains about 2.4x as fast).",
+)
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming.")
 @click.option("--init", default=None, help="Start from this checkpoint's weights (warm restart).")
 @click.option(
@@ -107,6 +115,7 @@ def main(
     select,
     device,
     threads,
+    precision,
     fresh,
     init,
     minutes,
@@ -139,6 +148,7 @@ def main(
         select=select,
         device=device,
         threads=threads,
+        precision=precision,
         net=net.to_dict(),
         init=init,
         minutes=minutes,

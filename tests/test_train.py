@@ -10,7 +10,14 @@ from faceid.evaluate.protocols import read_people, scan_identities
 from faceid.model.encoder import Encoder
 from faceid.model.net import NetConfig
 from faceid.train.data import FaceCache, pack_cache, prepare_cache
-from faceid.train.loop import TrainConfig, epochs_within, is_better, split_people, train
+from faceid.train.loop import (
+    TrainConfig,
+    autocast_bf16,
+    epochs_within,
+    is_better,
+    split_people,
+    train,
+)
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
@@ -95,6 +102,35 @@ def test_training_loss_falls_and_checkpoint_reloads_to_identical_outputs(
     enc_b = Encoder.load(tmp_path / "best.pt", device="cpu")
     assert enc_a.threshold == best["val_threshold"]
     assert np.array_equal(enc_a.embed(data.crops[:8]), enc_b.embed(data.crops[:8]))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_train_and_the_checkpoint_is_float32(small_cache, tmp_path, precision):
+    train(_cfg(small_cache, tmp_path, 6, distill=0.5, precision=precision), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert np.mean([r["loss"] for r in rows[-2:]]) < np.mean([r["loss"] for r in rows[:2]])
+    enc = Encoder.load(tmp_path / "best.pt", device="cpu")
+    assert {str(v.dtype) for v in enc.checkpoint.state_dict.values() if v.is_floating_point()} == {
+        "torch.float32"
+    }
+
+
+def test_auto_precision_uses_bfloat16_on_a_gpu_and_on_cpus_that_have_it(monkeypatch):
+    import torch
+
+    for avx512_bf16, amx, expected in [
+        (True, False, True),
+        (False, True, True),
+        (False, False, False),
+    ]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert autocast_bf16("auto", "cpu") is expected
+        assert autocast_bf16("auto", "cuda") is True
+        assert autocast_bf16("fp32", "cuda") is False
+        assert autocast_bf16("bf16", "cpu") is True
+    with pytest.raises(ValueError, match="precision"):
+        autocast_bf16("fp16", "cpu")
 
 
 def test_online_consistent_distillation_trains_and_reloads_to_identical_outputs(

@@ -58,6 +58,7 @@ class TrainConfig:
     relational: float = 1.0  # online, bank: weight of the batch-distance term
     teacher_batch: int = 64
     minutes: float = 0.0  # > 0: fit `epochs` to this wall-clock budget (see epochs_within)
+    precision: str = "auto"  # "bf16", "fp32", or "auto": see autocast_bf16
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
 
 
@@ -117,7 +118,7 @@ OPENSET_MIN_PEOPLE = 3
 """Fewer validation people than this cannot make a gallery with strangers to calibrate on."""
 
 
-def openset_figures(emb: np.ndarray, labels: np.ndarray, *, draws: int = 32) -> tuple[dict, dict]:
+def openset_figures(emb: np.ndarray, labels: np.ndarray, *, draws: int = 64) -> tuple[dict, dict]:
     """Open-set figures of held-out people, and the calibration they come from.
 
     rank-1: the first photo of each person enrolled, the others searched for. FNIR at
@@ -193,6 +194,24 @@ def epochs_within(budget_s: float, spent_s: float, done: int, epoch_s: float) ->
     return max(done, done + int((budget_s - spent_s) // max(epoch_s, 1e-9)))
 
 
+def autocast_bf16(precision: str, device: str) -> bool:
+    """Whether training runs its forward pass under bfloat16 autocast.
+
+    "auto" says yes on a GPU and on a CPU with native bfloat16 arithmetic (AVX512-BF16 or
+    AMX): there oneDNN's bfloat16 convolutions train this network about 2.4 times as fast
+    as float32 (forward and backward, batch 288, one core of this project's EPYC machine),
+    and the weights, optimizer and losses stay float32. A CPU without it would emulate
+    bfloat16, slower than float32, so "auto" keeps float32 there.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}: use auto, bf16 or fp32")
+    if precision != "auto":
+        return precision == "bf16"
+    if device == "cuda":
+        return True
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> dict:
     """Train into cfg.out (last.pt, best.pt, log.jsonl); returns the best validation row."""
     from tqdm import tqdm
@@ -246,8 +265,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         teacher_mean = torch.from_numpy(data.teacher[train_idx].mean(0))
         distill = DistillationLoss(teacher_mean).to(device)
     blend_rng = np.random.default_rng(cfg.seed + 1)
-    use_amp = device == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    use_amp = autocast_bf16(cfg.precision, device)
+    # bfloat16 keeps float32's range: no loss scaling is needed on either device
 
     start_epoch, best, elapsed = 0, None, 0.0
     last = out / "last.pt"
@@ -311,9 +330,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
                 r_loss = relational(emb_all, targets.to(device))
                 loss = loss + cfg.relational * r_loss
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss.backward()
+            opt.step()
             sums["loss"] += float(loss.detach())
             sums["triplet"] += float(t_loss.detach())
             sums["distill"] += float(d_loss.detach())
@@ -434,7 +452,7 @@ def _export(
     if val_labels is not None and np.unique(val_labels).size >= OPENSET_MIN_PEOPLE:
         device = next(net.parameters()).device.type
         emb = embed(net, val_crops, device)
-        cal = openset_figures(emb, val_labels, draws=64)[1]
+        cal = openset_figures(emb, val_labels)[1]  # the calibration of the row's figures
         cal["source"]["people_from"] = "the training run's validation people (held out)"
         meta["openset"] = cal
     ckpt = Checkpoint(
