@@ -89,7 +89,7 @@ from faceid.train.miners import MINERS
 @click.option(
     "--minutes",
     default=0.0,
-    help="Wall-clock budget: after each of the first epochs, --epochs is set to what fits "
+    help="Wall-clock budget: after every epoch, --epochs is set to what fits "
     "(0 = train exactly --epochs).",
 )
 def main(

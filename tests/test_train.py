@@ -205,6 +205,29 @@ def test_a_resumed_time_budget_keeps_its_schedule_and_counts_the_time_spent(
     assert again.epochs == first.epochs == len(rows)  # a finished budget trains no more
 
 
+def test_a_run_that_slows_down_still_ends_within_its_time_budget(
+    small_cache, tmp_path, monkeypatch
+):
+    import itertools
+    import types
+
+    import torch
+
+    import faceid.train.loop as loop
+
+    # the loop's clock: readings 10 s apart, then 30 s apart from the 40th on (a busier machine)
+    steps = itertools.chain([10] * 40, itertools.repeat(30))
+    clock = itertools.accumulate(steps, initial=0)
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    cfg = _cfg(small_cache, tmp_path, 100, minutes=30.0)
+    train(cfg, progress=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    epoch_s = state["wall"] / len(rows)  # an upper bound on the last epochs' length
+    assert cfg.epochs == len(rows) == state["epoch"]
+    assert 30 * 60 - 3 * epoch_s < state["wall"] <= 30 * 60  # used, and not overrun
+
+
 def test_a_warm_restart_starts_from_the_given_checkpoint(small_cache, tmp_path):
     first = tmp_path / "first"
     train(_cfg(small_cache, first, 2), progress=False)

@@ -268,7 +268,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     use_amp = autocast_bf16(cfg.precision, device)
     # bfloat16 keeps float32's range: no loss scaling is needed on either device
 
-    start_epoch, best, elapsed = 0, None, 0.0
+    start_epoch, best, elapsed, spent_before = 0, None, 0.0, 0.0
     last = out / "last.pt"
     if resume and last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
@@ -278,7 +278,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         start_epoch, best, elapsed = state["epoch"], state.get("best"), state.get("elapsed", 0.0)
         if cfg.minutes > 0 and "epochs" in state:  # the budget's schedule, not --epochs
             cfg.epochs = state["epochs"]
-    spent_before = elapsed  # a resumed run's budget counts the time already trained
+        # a resumed budget counts the wall clock already spent (validation and saving too)
+        spent_before = state.get("wall", elapsed)
+    epoch_seconds: list[float] = []
 
     steps_per_epoch = len(sampler)
     total = cfg.epochs * steps_per_epoch
@@ -365,16 +367,22 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
                     "epoch": epoch + 1,
                     "best": best,
                     "elapsed": elapsed,
+                    "wall": spent_before + time.time() - started,
                     "epochs": cfg.epochs,
                 },
                 f,
             )
         epoch += 1
-        if cfg.minutes > 0 and epoch <= 3:
-            # Re-estimated over the run's first epochs, as start-up costs (cuDNN autotuning,
-            # page cache) fade; the cosine schedule follows the new total smoothly.
+        epoch_seconds.append(time.time() - t0)
+        if cfg.minutes > 0:
+            # Re-estimated after every epoch from the median of the last few, so a run that
+            # slows down (a busier machine, the page cache) still ends within its budget and
+            # one slow epoch moves nothing; the cosine schedule follows the new total smoothly.
             cfg.epochs = epochs_within(
-                cfg.minutes * 60, spent_before + time.time() - started, epoch, time.time() - t0
+                cfg.minutes * 60,
+                spent_before + time.time() - started,
+                epoch,
+                float(np.median(epoch_seconds[-5:])),
             )
             total = cfg.epochs * steps_per_epoch
     log.close()
