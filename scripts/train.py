@@ -21,7 +21,7 @@ from faceid.train.miners import MINERS
 
 @click.command()
 @click.option("--cache", required=True, help="Folder made by scripts/prepare_data.py.")
-@click.option("--out", required=True, help="Run folder: last.pt, best.pt, log.jsonl.")
+@click.option("--out", required=True, help="Run folder: last.pt, best.pt, final.pt, log.jsonl.")
 @click.option("--epochs", default=30, show_default=True)
 @click.option("--p", "p", default=32, show_default=True, help="Identities per batch.")
 @click.option("--k", "k", default=4, show_default=True, help="Photos per identity.")

@@ -188,6 +188,19 @@ def test_an_interrupted_run_resumes_where_it_stopped(small_cache, tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2, 3]
 
 
+def test_a_run_leaves_its_last_epoch_as_final_pt_beside_the_selected_best_pt(small_cache, tmp_path):
+    import torch
+
+    train(_cfg(small_cache, tmp_path, 3), progress=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    final = Encoder.load(tmp_path / "final.pt", device="cpu").checkpoint
+    assert final.meta["validation"]["epoch"] == 3
+    assert all(torch.equal(final.state_dict[k], v) for k, v in state["state_dict"].items())
+    (tmp_path / "final.pt").unlink()
+    train(_cfg(small_cache, tmp_path, 3), progress=False)  # a finished run's command, again
+    assert Encoder.load(tmp_path / "final.pt", device="cpu").model_id == final.model_id
+
+
 def test_a_resumed_time_budget_keeps_its_schedule_and_counts_the_time_spent(
     small_cache, tmp_path, monkeypatch
 ):

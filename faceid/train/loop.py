@@ -213,7 +213,11 @@ def autocast_bf16(precision: str, device: str) -> bool:
 
 
 def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> dict:
-    """Train into cfg.out (last.pt, best.pt, log.jsonl); returns the best validation row."""
+    """Train into cfg.out (last.pt, best.pt, final.pt, log.jsonl); returns the best row.
+
+    best.pt is the epoch chosen by `cfg.select`, final.pt the last epoch's weights (written
+    at the end, and again by running a finished run's command once more).
+    """
     from tqdm import tqdm
 
     from faceid.model.torch_runner import resolve_device
@@ -386,6 +390,13 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             )
             total = cfg.epochs * steps_per_epoch
     log.close()
+    if epoch > 0:
+        # The schedule's end beside the selected epoch: on a few hundred validation people the
+        # selection figure is noisy, and a lucky epoch at a high learning rate can win it.
+        final = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
+        _export(
+            net, cfg, final | {"epoch": epoch}, out / "final.pt", val_crops, data.labels[val_idx]
+        )
     return best
 
 
