@@ -82,7 +82,7 @@ from faceid.train.miners import MINERS
     default="auto",
     show_default=True,
     help="bfloat16 autocast for the forward pass (auto: on a GPU, and on a CPU with native "
-    "bfloat16, where it trains about 2.4x as fast).",
+    "bfloat16, where it trains about twice as fast).",
 )
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming.")
 @click.option("--init", default=None, help="Start from this checkpoint's weights (warm restart).")
