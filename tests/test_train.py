@@ -126,9 +126,9 @@ def test_auto_precision_uses_bfloat16_on_a_gpu_and_on_cpus_that_have_it(monkeypa
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         assert autocast_bf16("auto", "cpu") is expected
-        assert autocast_bf16("auto", "cuda") is True
-        assert autocast_bf16("fp32", "cuda") is False
-        assert autocast_bf16("bf16", "cpu") is True
+    assert autocast_bf16("auto", "cuda") is True
+    assert autocast_bf16("fp32", "cuda") is False
+    assert autocast_bf16("bf16", "cpu") is True
     with pytest.raises(ValueError, match="precision"):
         autocast_bf16("fp16", "cpu")
 

@@ -285,6 +285,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         # a resumed budget counts the wall clock already spent (validation and saving too)
         spent_before = state.get("wall", elapsed)
     epoch_seconds: list[float] = []
+    row = None  # the last epoch's row, once this call has trained one
 
     steps_per_epoch = len(sampler)
     total = cfg.epochs * steps_per_epoch
@@ -393,10 +394,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     if epoch > 0:
         # The schedule's end beside the selected epoch: on a few hundred validation people the
         # selection figure is noisy, and a lucky epoch at a high learning rate can win it.
-        final = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
-        _export(
-            net, cfg, final | {"epoch": epoch}, out / "final.pt", val_crops, data.labels[val_idx]
-        )
+        if row is None:  # a finished run's command run again: its last epoch, validated now
+            row = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
+            row["epoch"] = epoch
+        _export(net, cfg, row, out / "final.pt", val_crops, data.labels[val_idx])
     return best
 
 
