@@ -151,8 +151,10 @@ def validate(
     same: np.ndarray,
     device: str,
     labels: np.ndarray | None = None,
-) -> dict:
-    """Verification figures on the validation pairs; with labels, open-set figures too."""
+) -> tuple[dict, dict | None]:
+    """Verification figures on the validation pairs; with labels, open-set figures too, and
+    the open-set calibration they come from (None without), which a checkpoint of these
+    weights stores as it is rather than embedding the crops again."""
     from faceid.evaluate import metrics
 
     emb = embed(net, crops, device)
@@ -174,9 +176,11 @@ def validate(
             metrics.kfold_accuracy(dist, same, np.arange(len(same)) % 10)["mean"]
         ),
     }
+    cal = None
     if labels is not None and np.unique(labels).size >= OPENSET_MIN_PEOPLE:
-        row.update(openset_figures(emb, labels)[0])
-    return row
+        figures, cal = openset_figures(emb, labels)
+        row.update(figures)
+    return row, cal
 
 
 def lr_at(step: float, total: float, warmup: float, base: float) -> float:
@@ -285,7 +289,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         # a resumed budget counts the wall clock already spent (validation and saving too)
         spent_before = state.get("wall", elapsed)
     epoch_seconds: list[float] = []
-    row = None  # the last epoch's row, once this call has trained one
+    row = cal = None  # the last epoch's row and calibration, once this call has trained one
 
     steps_per_epoch = len(sampler)
     total = cfg.epochs * steps_per_epoch
@@ -354,10 +358,11 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             seconds=round(elapsed, 1),
             images_per_s=round(steps_per_epoch * len(batch) / (time.time() - t0), 1),
         )
-        row.update(validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx]))
+        figures, cal = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
+        row.update(figures)
         if is_better(row, best, cfg.select):
             best = row
-            _export(net, cfg, row, out / "best.pt", val_crops, data.labels[val_idx])
+            _export(net, cfg, row, out / "best.pt", cal)
         log.write(json.dumps(row) + "\n")
         log.flush()
         if progress:
@@ -395,9 +400,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         # The schedule's end beside the selected epoch: on a few hundred validation people the
         # selection figure is noisy, and a lucky epoch at a high learning rate can win it.
         if row is None:  # a finished run's command run again: its last epoch, validated now
-            row = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
+            row, cal = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
             row["epoch"] = epoch
-        _export(net, cfg, row, out / "final.pt", val_crops, data.labels[val_idx])
+        _export(net, cfg, row, out / "final.pt", cal)
     return best
 
 
@@ -462,19 +467,18 @@ def _export(
     cfg: TrainConfig,
     row: dict,
     path: Path,
-    val_crops: np.ndarray | None = None,
-    val_labels: np.ndarray | None = None,
+    openset: dict | None = None,
 ) -> None:
     """A self-contained inference checkpoint, calibrated on validation people: the
-    verification thresholds, and (given their crops) the open-set calibration identify
-    uses to choose its threshold for a gallery's size (meta["openset"])."""
+    verification thresholds, and (when validation had people enough) the open-set
+    calibration identify uses to choose its threshold for a gallery's size
+    (meta["openset"]): `validate`'s own, so the stored rule is the one the row reports."""
     meta = {"train_config": asdict(cfg) | {"people": None}, "validation": row}
-    if val_labels is not None and np.unique(val_labels).size >= OPENSET_MIN_PEOPLE:
-        device = next(net.parameters()).device.type
-        emb = embed(net, val_crops, device)
-        cal = openset_figures(emb, val_labels)[1]  # the calibration of the row's figures
-        cal["source"]["people_from"] = "the training run's validation people (held out)"
-        meta["openset"] = cal
+    if openset is not None:
+        source = openset["source"] | {
+            "people_from": "the training run's validation people (held out)"
+        }
+        meta["openset"] = openset | {"source": source}
     ckpt = Checkpoint(
         config=NetConfig.from_dict(cfg.net).to_dict(),
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
