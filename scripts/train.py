@@ -53,6 +53,14 @@ from faceid.train.miners import MINERS
     show_default=True,
     help="Online, bank: weight of matching the teacher's raw in-batch distances.",
 )
+@click.option(
+    "--bank",
+    "banks",
+    multiple=True,
+    default=["bank"],
+    show_default=True,
+    help="Bank: a view bank of the cache to read (repeat to read several side by side).",
+)
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--input-size", default=64, show_default=True)
 @click.option("--widths", default="32,64,128,256", show_default=True)
@@ -105,6 +113,7 @@ def main(
     teacher,
     blends,
     relational,
+    banks,
     lr,
     input_size,
     widths,
@@ -143,6 +152,7 @@ def main(
         teacher=teacher,
         blends=blends,
         relational=relational,
+        banks=list(banks),
         lr=lr,
         seed=seed,
         select=select,

@@ -2,10 +2,11 @@
 
     python scripts/view_bank.py --cache cache/lfw-devtrain-96m --views 8 --blends 2
 
-Writes CACHE/bank/ (see faceid/train/bank.py), which `scripts/train.py --teacher bank`
-reads: consistent distillation (the teacher's answer about the very image the student
-sees) at the cost per step of fixed targets, the teacher's cost paid once and reused by
-every later run on the cache.
+Writes CACHE/bank/ (or --name's folder; see faceid/train/bank.py), which
+`scripts/train.py --teacher bank` reads: consistent distillation (the teacher's answer
+about the very image the student sees) at the cost per step of fixed targets, the
+teacher's cost paid once and reused by every later run on the cache. A second bank
+(another --seed, --name) gives later runs new views to read beside the first.
 """
 
 from __future__ import annotations
@@ -23,18 +24,32 @@ import click
 @click.option("--views", default=8, show_default=True, help="Views per photo (the first plain).")
 @click.option("--blends", default=2, show_default=True, help="Two-person blends per photo.")
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--name",
+    default="bank",
+    show_default=True,
+    help="The bank's folder in the cache: another seed in another folder adds views, "
+    "which train.py reads side by side (--bank bank --bank NAME).",
+)
 @click.option("--batch", default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, help="torch CPU threads (0 = torch's default).")
 def main(
-    cache: Path, views: int, blends: int, seed: int, batch: int, device: str, threads: int
+    cache: Path,
+    views: int,
+    blends: int,
+    seed: int,
+    name: str,
+    batch: int,
+    device: str,
+    threads: int,
 ) -> None:
-    """Write CACHE/bank/: VIEWS views and BLENDS blends of each face with the teacher's
+    """Write CACHE/NAME/: VIEWS views and BLENDS blends of each face with the teacher's
     descriptor of each."""
     import torch
 
     from faceid.model.torch_runner import resolve_device
-    from faceid.train.bank import BANK, build_bank
+    from faceid.train.bank import build_bank
     from faceid.train.data import FaceCache, teacher_weights
     from faceid.train.teacher import load_teacher
 
@@ -46,7 +61,7 @@ def main(
     device = resolve_device(device)
     meta = build_bank(
         data,
-        cache / BANK,
+        cache / name,
         load_teacher(device, teacher_weights(cache)),
         views=views,
         blends=blends,

@@ -353,6 +353,37 @@ def test_a_view_bank_gives_training_no_blend_of_a_validation_person(banked_cache
     assert crops.shape == (12, 32, 32, 3) and targets.shape == (12, 128)
 
 
+def test_two_view_banks_are_read_side_by_side_each_view_with_its_own_answer(banked_cache):
+    import subprocess
+    import sys
+
+    from faceid.train.bank import ViewBank
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "view_bank.py"
+    args = ["--cache", str(banked_cache), "--views", "2", "--blends", "1", "--seed", "1"]
+    args += ["--name", "bank-s1", "--threads", "1"]
+    subprocess.run([sys.executable, str(script), *args], check=True)
+    data = FaceCache.load(banked_cache)
+    train_idx, _ = split_people(data.labels, 0.15, 0)
+    one = ViewBank.load(banked_cache, data.entries, train_idx)
+    both = ViewBank.load(banked_cache, data.entries, train_idx, ("bank", "bank-s1"))
+    assert both.targets.shape == (56, 3 + 2, 128)
+    assert len(both.blends) == len(both.blend_targets) > len(one.blends)
+    stored = np.concatenate(
+        [np.load(banked_cache / n / "views.u8.npy") for n in ("bank", "bank-s1")], axis=1
+    )
+    rows = np.repeat(train_idx[:6], 10)
+    crops, targets = both.draw(rows, 0, np.random.default_rng(0))
+    drawn = set()
+    for row, crop, target in zip(rows, crops, targets.numpy()):
+        v = int(np.flatnonzero((stored[row] == crop).all((1, 2, 3)))[0])
+        assert np.array_equal(target, both.targets[row, v])  # the answer about this very view
+        drawn.add(v >= 3)
+    assert drawn == {False, True}  # views of both banks
+    with pytest.raises(FileNotFoundError, match="--name bank-s2"):
+        ViewBank.load(banked_cache, data.entries, train_idx, ("bank", "bank-s2"))
+
+
 def test_training_from_a_view_bank_distils_and_reloads_to_identical_outputs(banked_cache, tmp_path):
     cfg = _cfg(banked_cache, tmp_path, 2, teacher="bank", distill=1.0, blends=4)
     best = train(cfg, progress=False)

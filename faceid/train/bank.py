@@ -13,6 +13,9 @@ Layout, in CACHE/bank/ (git-ignored with the cache): views.u8.npy (entries, V, S
 and view_targets.npy (entries, V, 128), indexed by the cache's entries; blends.u8.npy
 (M, S, S, 3), blend_targets.npy (M, 128) and blend_parents.npy (M, 2) entry indices, so
 training can keep only the blends of people it trains on; bank.json says how it was made.
+A cache can hold several banks (CACHE/bank-s1/, ...: other seeds, other views of the same
+photos); a run reads the ones it names as one bank with their views side by side, so a
+later cycle sees new views without losing those it has.
 """
 
 from __future__ import annotations
@@ -119,37 +122,49 @@ def build_bank(
 
 @dataclass
 class ViewBank:
-    """A bank's views of the loaded cache rows and the blends among the given people.
+    """The views of the loaded cache rows in one or more banks, and the blends among the
+    given people.
 
-    views: (entries, V, S, S, 3) memory-mapped, read at `entries[row]`; targets (rows, V, 128);
-    blend arrays hold only the blends whose both parents are among `keep` (the training rows).
+    views: per bank, (entries, V_b, S, S, 3) memory-mapped, read at `entries[row]`;
+    targets (rows, sum V_b, 128), the banks' views side by side; blend arrays hold only
+    the blends whose both parents are among `keep` (the training rows), of all banks.
     """
 
-    views: np.ndarray
+    views: list[np.ndarray]
     entries: np.ndarray
     targets: np.ndarray
     blends: np.ndarray
     blend_targets: np.ndarray
 
     @classmethod
-    def load(cls, cache: Path, entries: np.ndarray, keep: np.ndarray) -> ViewBank:
-        """entries: the cache entry of each loaded row; keep: the rows training may use."""
-        folder = Path(cache) / BANK
-        if not (folder / META).exists():
-            raise FileNotFoundError(
-                f"{cache} has no view bank: make one with scripts/view_bank.py --cache {cache}"
-            )
-        views = np.load(folder / VIEWS, mmap_mode="r")
-        targets = np.load(folder / VIEW_TARGETS, mmap_mode="r")
-        parents = np.load(folder / BLEND_PARENTS)
-        allowed = np.isin(parents, np.asarray(entries)[keep]).all(1)
-        blends = np.load(folder / BLENDS, mmap_mode="r")
+    def load(
+        cls, cache: Path, entries: np.ndarray, keep: np.ndarray, names: tuple[str, ...] = (BANK,)
+    ) -> ViewBank:
+        """entries: the cache entry of each loaded row; keep: the rows training may use;
+        names: the bank folders of the cache to read (scripts/view_bank.py --name)."""
+        entries = np.asarray(entries)
+        views, targets, blends, blend_targets = [], [], [], []
+        for name in names:
+            folder = Path(cache) / name
+            if not (folder / META).exists():
+                raise FileNotFoundError(
+                    f"{cache} has no view bank {name!r}: make one with "
+                    f"scripts/view_bank.py --cache {cache} --name {name}"
+                )
+            views.append(np.load(folder / VIEWS, mmap_mode="r"))
+            targets.append(np.asarray(np.load(folder / VIEW_TARGETS, mmap_mode="r")[entries]))
+            parents = np.load(folder / BLEND_PARENTS)
+            allowed = np.isin(parents, entries[keep]).all(1)
+            blends.append(np.load(folder / BLENDS, mmap_mode="r")[allowed])
+            blend_targets.append(np.load(folder / BLEND_TARGETS)[allowed].astype(np.float32))
+        if len({v.shape[2:] for v in views}) > 1:
+            raise ValueError(f"the banks {', '.join(names)} hold crops of different sizes")
         return cls(
             views=views,
-            entries=np.asarray(entries),
-            targets=np.asarray(targets[np.asarray(entries)]),
-            blends=np.ascontiguousarray(blends[allowed]),
-            blend_targets=np.load(folder / BLEND_TARGETS)[allowed].astype(np.float32),
+            entries=entries,
+            targets=np.concatenate(targets, axis=1),
+            blends=np.ascontiguousarray(np.concatenate(blends)),
+            blend_targets=np.concatenate(blend_targets),
         )
 
     def draw(
@@ -157,7 +172,12 @@ class ViewBank:
     ) -> tuple[np.ndarray, torch.Tensor]:
         """One random stored view per row, then `n_blends` random blends: crops and targets."""
         v = rng.integers(0, self.targets.shape[1], len(rows))
-        crops = self.views[self.entries[rows], v]  # reads just these views off the disk
+        crops = np.empty((len(rows), *self.views[0].shape[2:]), np.uint8)
+        first = 0
+        for views in self.views:  # reads just the drawn views off the disk, bank by bank
+            here = (v >= first) & (v < first + views.shape[1])
+            crops[here] = views[self.entries[rows[here]], v[here] - first]
+            first += views.shape[1]
         targets = self.targets[rows, v]
         if n_blends and len(self.blends):
             pick = np.sort(rng.choice(len(self.blends), min(n_blends, len(self.blends)), False))

@@ -56,6 +56,7 @@ class TrainConfig:
     teacher: str = "fixed"
     blends: int = 32  # online, bank: two-person blends per batch, taught by the teacher alone
     relational: float = 1.0  # online, bank: weight of the batch-distance term
+    banks: list[str] = field(default_factory=lambda: ["bank"])  # bank: the cache's banks to read
     teacher_batch: int = 64
     minutes: float = 0.0  # > 0: fit `epochs` to this wall-clock budget (see epochs_within)
     precision: str = "auto"  # "bf16", "fp32", or "auto": see autocast_bf16
@@ -253,7 +254,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     if cfg.teacher == "bank":
         from faceid.train.bank import ViewBank
 
-        bank = ViewBank.load(Path(cfg.cache), data.entries, train_idx)
+        bank = ViewBank.load(Path(cfg.cache), data.entries, train_idx, tuple(cfg.banks))
         teacher_mean = torch.from_numpy(bank.targets[train_idx, 0].mean(0))  # the plain views
         distill = DistillationLoss(teacher_mean).to(device)
         relational = RelationalDistillLoss()
