@@ -24,8 +24,9 @@ URIBE_ENROLLED = EXAMPLES / "people" / "Alvaro_Uribe" / "Alvaro_Uribe_0001.jpg"
 MOYA = EXAMPLES / "probes" / "Carlos_Moya_0002.jpg"
 
 
-# Uribe's probe lies at 0.89 from his enrolled photo: named when 5 % of strangers may be named
-# among these three people (threshold 0.97), missed at the default 1 % (0.70); see README.
+# Uribe's probe is named when 5 % of strangers may be named among these three people: with the
+# shipped model at 0.56 from his enrolled photo against 1.12 (0.86 at the default 1 %; older
+# models missed him there), so the tests that need his name do not hang on one model's margin.
 LOOSE = 0.05
 
 
