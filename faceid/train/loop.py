@@ -20,6 +20,7 @@ from faceid.distance import pairwise_squared_l2, squared_l2
 from faceid.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from faceid.model.net import PREPROCESS, FaceNet, NetConfig, normalize
 from faceid.train.augment import augment
+from faceid.train.bank import BANK
 from faceid.train.data import FaceCache
 from faceid.train.losses import DistillationLoss, RelationalDistillLoss, TripletLoss
 from faceid.train.miners import MINERS
@@ -56,7 +57,7 @@ class TrainConfig:
     teacher: str = "fixed"
     blends: int = 32  # online, bank: two-person blends per batch, taught by the teacher alone
     relational: float = 1.0  # online, bank: weight of the batch-distance term
-    banks: list[str] = field(default_factory=lambda: ["bank"])  # bank: the cache's banks to read
+    banks: list[str] = field(default_factory=lambda: [BANK])  # bank: the cache's banks to read
     teacher_batch: int = 64
     minutes: float = 0.0  # > 0: fit `epochs` to this wall-clock budget (see epochs_within)
     precision: str = "auto"  # "bf16", "fp32", or "auto": see autocast_bf16
