@@ -212,3 +212,35 @@ def test_the_default_networks_weights_keep_their_names_and_a_new_head_warm_start
     )
     with pytest.raises(ValueError, match="unknown head"):
         NetConfig(head="avgpool")
+
+
+def test_a_flatten_head_warm_starts_at_another_input_size_with_its_weights_kept_in_place(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+
+    from faceid.model.net import FaceNet, NetConfig
+    from faceid.train.loop import _warm_start, resample_flatten_head
+
+    small = FaceNet(NetConfig(input_size=32, widths=(8, 16), blocks=(1, 1)))  # an 8x8 map
+    large = FaceNet(NetConfig(input_size=48, widths=(8, 16), blocks=(1, 1)))  # a 12x12 map
+    _warm_start(large, small.state_dict())
+    assert "start fresh" not in capsys.readouterr().err
+    assert large.head[3].weight.shape == (128, 16 * 12 * 12)
+    assert torch.equal(large.body[0].conv1.weight, small.body[0].conv1.weight)
+
+    # a weight the same at every position gives the same output for a uniform map
+    per_channel = torch.randn(4, 16)
+    uniform = per_channel[:, :, None, None].expand(4, 16, 8, 8).reshape(4, -1)
+    resampled = resample_flatten_head(uniform, 16, 12)
+    values = torch.randn(16)
+    before = uniform @ values[:, None, None].expand(16, 8, 8).reshape(-1)
+    after = resampled @ values[:, None, None].expand(16, 12, 12).reshape(-1)
+    assert torch.allclose(before, after, rtol=1e-4, atol=1e-5)
+
+    # a weight on the top-left position stays on the top-left of the finer grid
+    corner = torch.zeros(1, 16, 8, 8)
+    corner[0, :, 0, 0] = 1.0
+    moved = resample_flatten_head(corner.reshape(1, -1), 16, 12).reshape(16, 12, 12)
+    assert moved[:, :2, :2].sum() > 0.9 * moved.sum()
+    assert resample_flatten_head(torch.zeros(2, 16 * 10), 16, 12) is None  # not a square grid

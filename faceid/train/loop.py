@@ -410,9 +410,22 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
 
 def _warm_start(net: FaceNet, state: dict) -> None:
     """Load a checkpoint's weights; a network of another shape (a new head or activation)
-    takes every tensor whose name and shape match, and says what starts fresh."""
+    takes every tensor whose name and shape match, and says what starts fresh.
+
+    A flatten head trained at another input size is not thrown away: its projection is a
+    weight per channel and map position, and the same aligned face at another size gives
+    the same positions on a finer or coarser grid, so the weights are resampled onto the
+    new grid (see `resample_flatten_head`) instead of starting fresh."""
     own = net.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    key = "head.3.weight"  # the flatten head's Linear (net._flatten_head)
+    if net.config.head == "flatten" and key in state and key in own and key not in fits:
+        channels = net.config.widths[-1]
+        side = net.config.input_size // 2 ** len(net.config.widths)
+        resampled = resample_flatten_head(state[key], channels, side)
+        if resampled is not None and resampled.shape == own[key].shape:
+            fits[key] = resampled
+            print(f"warm start: {key} resampled onto the {side}x{side} map", file=sys.stderr)
     fresh = sorted(set(own) - set(fits))
     net.load_state_dict(fits, strict=False)
     if fresh:
@@ -420,6 +433,24 @@ def _warm_start(net: FaceNet, state: dict) -> None:
             f"warm start: {len(fits)} tensors loaded, {len(fresh)} start fresh ({fresh[0]}, ...)",
             file=sys.stderr,
         )
+
+
+def resample_flatten_head(weight: torch.Tensor, channels: int, side: int) -> torch.Tensor | None:
+    """A flatten head's (D, C*s*s) projection -> (D, C*side*side) for another input size.
+
+    Bilinear over the map (cell centres aligned, as the maps of one aligned face at two
+    sizes are), scaled by s^2 / side^2 so that a map of the same values gives the same
+    output from more or fewer positions. None when the weight is not a C x s x s grid.
+    """
+    d, n = weight.shape
+    s = math.isqrt(n // channels) if n % channels == 0 else 0
+    if s == 0 or channels * s * s != n:
+        return None
+    grid = weight.float().reshape(d, channels, s, s)
+    out = torch.nn.functional.interpolate(
+        grid, size=(side, side), mode="bilinear", align_corners=False
+    )
+    return (out * (s * s) / (side * side)).reshape(d, channels * side * side).to(weight.dtype)
 
 
 def _consistent_views(
