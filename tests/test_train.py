@@ -1,5 +1,6 @@
 """A short real training run on a few LFW identities."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -419,3 +420,35 @@ def test_a_time_budget_sets_the_epochs_the_run_completes(small_cache, tmp_path, 
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert 2 < len(rows) < 100 and cfg.epochs == len(rows)
     assert rows[-1]["lr"] < rows[0]["lr"] / 5  # the schedule ran to its end, not cut midway
+
+
+def test_averaged_checkpoints_hold_the_mean_weights_and_thresholds_measured_again(
+    small_cache, tmp_path
+):
+    import torch
+
+    from faceid.model.checkpoint import load_checkpoint, save_checkpoint
+    from faceid.train.soup import average_checkpoints
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(_cfg(small_cache, a, 2), progress=False)
+    train(_cfg(small_cache, b, 2, seed=1), progress=False)
+    parts = [load_checkpoint(a / "final.pt"), load_checkpoint(b / "final.pt")]
+    soup, row = average_checkpoints([a / "final.pt", b / "final.pt"], small_cache, val_share=0.15)
+    for name, tensor in soup.state_dict.items():
+        if tensor.is_floating_point():
+            mean = (parts[0].state_dict[name] + parts[1].state_dict[name]) / 2
+            assert torch.allclose(tensor, mean, atol=1e-6), name
+    assert soup.model_id not in {p.model_id for p in parts}
+    # its own thresholds, from its own validation row, not either part's
+    assert soup.threshold == row["val_threshold"]
+    assert soup.identify_threshold == row["val_threshold_far1e-2"]
+    assert [s["model_id"] for s in soup.meta["averaged_from"]] == [p.model_id for p in parts]
+    saved = save_checkpoint(soup, tmp_path / "soup.pt")
+    assert Encoder.load(saved, device="cpu").model_id == soup.model_id
+
+    wider = tmp_path / "wider"
+    net = NetConfig(input_size=32, widths=(8, 24), blocks=(1, 1)).to_dict()
+    train(dataclasses.replace(_cfg(small_cache, wider, 1), net=net), progress=False)
+    with pytest.raises(ValueError, match="different network"):
+        average_checkpoints([a / "final.pt", wider / "final.pt"], small_cache, val_share=0.15)
