@@ -29,6 +29,7 @@ def main(
     models: tuple[Path, ...], cache: Path, output: Path, val_share: float, seed: int, force: bool
 ) -> None:
     """Write the average of MODELS' weights, with thresholds measured on validation people."""
+    from faceid.errors import ModelError
     from faceid.model.checkpoint import save_checkpoint
     from faceid.train.soup import average_checkpoints
 
@@ -38,7 +39,7 @@ def main(
         raise click.UsageError(f"{output} exists: choose another file or pass --force")
     try:
         ckpt, row = average_checkpoints(models, cache, val_share=val_share, seed=seed)
-    except ValueError as exc:
+    except (ValueError, ModelError) as exc:
         raise click.ClickException(str(exc)) from None
     save_checkpoint(ckpt, output, overwrite=force)
     click.echo(json.dumps({"wrote": str(output), "model_id": ckpt.model_id, **row}, indent=1))
