@@ -495,6 +495,12 @@ def _teacher_mean(
     )
 
 
+def held_out_calibration(openset: dict) -> dict:
+    """A validation calibration as a checkpoint stores it, its source naming the people."""
+    source = openset["source"] | {"people_from": "the training run's validation people (held out)"}
+    return openset | {"source": source}
+
+
 def _export(
     net: FaceNet,
     cfg: TrainConfig,
@@ -508,10 +514,7 @@ def _export(
     (meta["openset"]): `validate`'s own, so the stored rule is the one the row reports."""
     meta = {"train_config": asdict(cfg) | {"people": None}, "validation": row}
     if openset is not None:
-        source = openset["source"] | {
-            "people_from": "the training run's validation people (held out)"
-        }
-        meta["openset"] = openset | {"source": source}
+        meta["openset"] = held_out_calibration(openset)
     ckpt = Checkpoint(
         config=NetConfig.from_dict(cfg.net).to_dict(),
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},

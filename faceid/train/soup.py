@@ -19,7 +19,7 @@ import torch
 from faceid.model.checkpoint import Checkpoint, load_checkpoint
 from faceid.model.net import PREPROCESS, FaceNet, NetConfig
 from faceid.train.data import FaceCache
-from faceid.train.loop import split_people, validate, validation_pairs
+from faceid.train.loop import held_out_calibration, split_people, validate, validation_pairs
 
 
 def average_state_dicts(states: Sequence[dict]) -> dict:
@@ -48,10 +48,9 @@ def average_checkpoints(
     `cache` (the split training uses with `val_share` and `seed`); returns the checkpoint
     and its validation row (the figures training logs for an epoch)."""
     parts = [load_checkpoint(p) for p in paths]
-    configs = {repr(sorted(NetConfig.from_dict(c.config).to_dict().items())) for c in parts}
-    if len(configs) > 1:
-        raise ValueError("the checkpoints have different network configs: they cannot be averaged")
     config = NetConfig.from_dict(parts[0].config)
+    if any(NetConfig.from_dict(c.config) != config for c in parts[1:]):
+        raise ValueError("the checkpoints have different network configs: they cannot be averaged")
     net = FaceNet(config)
     net.load_state_dict(average_state_dicts([c.state_dict for c in parts]))
     net.eval()
@@ -70,9 +69,7 @@ def average_checkpoints(
         "validation": row,
     }
     if cal is not None:
-        meta["openset"] = cal | {
-            "source": cal["source"] | {"people_from": "validation people (held out)"}
-        }
+        meta["openset"] = held_out_calibration(cal)
     ckpt = Checkpoint(
         config=config.to_dict(),
         state_dict={k: v.detach().clone() for k, v in net.state_dict().items()},
