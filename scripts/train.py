@@ -21,7 +21,11 @@ from faceid.train.miners import MINERS
 
 @click.command()
 @click.option("--cache", required=True, help="Folder made by scripts/prepare_data.py.")
-@click.option("--out", required=True, help="Run folder: last.pt, best.pt, final.pt, log.jsonl.")
+@click.option(
+    "--out",
+    required=True,
+    help="Run folder: last.pt, best.pt, final.pt, swa.pt, log.jsonl.",
+)
 @click.option("--epochs", default=30, show_default=True)
 @click.option("--p", "p", default=32, show_default=True, help="Identities per batch.")
 @click.option("--k", "k", default=4, show_default=True, help="Photos per identity.")
@@ -100,6 +104,13 @@ from faceid.train.miners import MINERS
     help="Wall-clock budget: after every epoch, --epochs is set to what fits "
     "(0 = train exactly --epochs).",
 )
+@click.option(
+    "--average-last",
+    default=0,
+    show_default=True,
+    help="Also write OUT/swa.pt: the mean of the weights of the schedule's last N epochs "
+    "(stochastic weight averaging), calibrated on the validation people like an epoch.",
+)
 def main(
     cache,
     out,
@@ -128,6 +139,7 @@ def main(
     fresh,
     init,
     minutes,
+    average_last,
 ):
     from faceid.model.net import NetConfig
     from faceid.train.loop import TrainConfig, train
@@ -162,6 +174,7 @@ def main(
         net=net.to_dict(),
         init=init,
         minutes=minutes,
+        average_last=average_last,
     )
     best = train(cfg, resume=not fresh)
     click.echo(json.dumps(best, indent=1))

@@ -452,3 +452,29 @@ def test_averaged_checkpoints_hold_the_mean_weights_and_thresholds_measured_agai
     train(dataclasses.replace(_cfg(small_cache, wider, 1), net=net), progress=False)
     with pytest.raises(ValueError, match="different network"):
         average_checkpoints([a / "final.pt", wider / "final.pt"], small_cache, val_share=0.15)
+
+
+def test_weight_averaging_means_the_last_epochs_across_a_resume_and_measures_batchnorm_again(
+    small_cache, tmp_path
+):
+    import shutil
+
+    import torch
+
+    from faceid.model.checkpoint import load_checkpoint
+
+    train(_cfg(small_cache, tmp_path, 2, average_last=1), progress=False)
+    shutil.copy(tmp_path / "final.pt", tmp_path / "epoch2.pt")
+    # the schedule extended by one epoch: the average carried in last.pt takes in epoch 3
+    train(_cfg(small_cache, tmp_path, 3, average_last=2), progress=False)
+    w2 = load_checkpoint(tmp_path / "epoch2.pt").state_dict
+    w3 = load_checkpoint(tmp_path / "final.pt").state_dict
+    swa = load_checkpoint(tmp_path / "swa.pt")
+    conv, bn = "stem.0.weight", "stem.1.running_mean"
+    assert torch.allclose(swa.state_dict[conv], (w2[conv] + w3[conv]) / 2, atol=1e-6)
+    assert not torch.allclose(swa.state_dict[bn], (w2[bn] + w3[bn]) / 2)
+    assert swa.meta["validation"]["averaged_epochs"] == 2
+    assert swa.threshold == swa.meta["validation"]["val_threshold"]
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r.get("averaged_epochs") for r in rows] == [None, 1, 2]
+    assert Encoder.load(tmp_path / "swa.pt", device="cpu").model_id == swa.model_id

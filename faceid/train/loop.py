@@ -1,6 +1,7 @@
 """The training loop: P x K batches, augmentation, online mining, triplet loss
 (plus optional distillation), warm-up and cosine schedule, a checkpoint every
-epoch, resume, validation on held-out people, and the best model kept.
+epoch, resume, validation on held-out people, the best model kept, and optionally the
+average of the last epochs' weights.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from faceid.atomic import atomic_open
 from faceid.distance import pairwise_squared_l2, squared_l2
@@ -61,6 +64,9 @@ class TrainConfig:
     teacher_batch: int = 64
     minutes: float = 0.0  # > 0: fit `epochs` to this wall-clock budget (see epochs_within)
     precision: str = "auto"  # "bf16", "fp32", or "auto": see autocast_bf16
+    # > 0: also write swa.pt, the mean of the weights of the schedule's last N epochs
+    # (stochastic weight averaging), its BatchNorm statistics measured again on training views
+    average_last: int = 0
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
 
 
@@ -222,7 +228,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     """Train into cfg.out (last.pt, best.pt, final.pt, log.jsonl); returns the best row.
 
     best.pt is the epoch chosen by `cfg.select`, final.pt the last epoch's weights (written
-    at the end, and again by running a finished run's command once more).
+    at the end, and again by running a finished run's command once more); with
+    `cfg.average_last`, swa.pt the average of the last epochs' weights.
     """
     from tqdm import tqdm
 
@@ -275,6 +282,19 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         teacher_mean = torch.from_numpy(data.teacher[train_idx].mean(0))
         distill = DistillationLoss(teacher_mean).to(device)
     blend_rng = np.random.default_rng(cfg.seed + 1)
+
+    def inputs(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch as training sees it: its views (then blends), and their teacher targets."""
+        if teacher is not None:
+            return _consistent_views(data, idx, cfg, teacher, blend_rng, device)
+        if bank is not None:
+            crops, targets = bank.draw(idx, cfg.blends, blend_rng)
+            return to_input(crops, device), targets
+        x = augment(to_input(data.crops[idx], device))
+        return x, None if data.teacher is None else torch.from_numpy(data.teacher[idx])
+
+    # parameters only: the average's BatchNorm statistics are measured again at the end
+    averaged = AveragedModel(net, use_buffers=False) if cfg.average_last > 0 else None
     use_amp = autocast_bf16(cfg.precision, device)
     # bfloat16 keeps float32's range: no loss scaling is needed on either device
 
@@ -286,6 +306,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         opt.load_state_dict(state["optimizer"])
         sampler.rng = np.random.default_rng(cfg.seed + state["epoch"])
         start_epoch, best, elapsed = state["epoch"], state.get("best"), state.get("elapsed", 0.0)
+        if averaged is not None and "averaged" in state:
+            averaged.load_state_dict(state["averaged"])
         if cfg.minutes > 0 and "epochs" in state:  # the budget's schedule, not --epochs
             cfg.epochs = state["epochs"]
         # a resumed budget counts the wall clock already spent (validation and saving too)
@@ -320,14 +342,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr)
             idx = train_idx[batch]
-            if teacher is not None:
-                x, targets = _consistent_views(data, idx, cfg, teacher, blend_rng, device)
-            elif bank is not None:
-                crops, targets = bank.draw(idx, cfg.blends, blend_rng)
-                x = to_input(crops, device)
-            else:
-                x = augment(to_input(data.crops[idx], device))
-                targets = None if data.teacher is None else torch.from_numpy(data.teacher[idx])
+            x, targets = inputs(idx)
             labels = torch.from_numpy(data.labels[idx]).to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_amp):
                 emb_all = net(normalize(x)).float()
@@ -362,6 +377,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         )
         figures, cal = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
         row.update(figures)
+        if averaged is not None and epoch + 1 > cfg.epochs - cfg.average_last:
+            averaged.update_parameters(net)
+            row["averaged_epochs"] = int(averaged.n_averaged)
         if is_better(row, best, cfg.select):
             best = row
             _export(net, cfg, row, out / "best.pt", cal)
@@ -381,7 +399,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
                     "elapsed": elapsed,
                     "wall": spent_before + time.time() - started,
                     "epochs": cfg.epochs,
-                },
+                }
+                | ({} if averaged is None else {"averaged": averaged.state_dict()}),
                 f,
             )
         epoch += 1
@@ -405,7 +424,28 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             row, cal = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
             row["epoch"] = epoch
         _export(net, cfg, row, out / "final.pt", cal)
+    if averaged is not None and int(averaged.n_averaged) > 0:
+        swa = _measured_average(averaged, sampler, train_idx, inputs, device)
+        row, cal = validate(swa, val_crops, val_pairs, val_same, device, data.labels[val_idx])
+        row.update(epoch=epoch, averaged_epochs=int(averaged.n_averaged))
+        _export(swa, cfg, row, out / "swa.pt", cal)
     return best
+
+
+def _measured_average(
+    averaged: AveragedModel,
+    sampler: PKSampler,
+    train_idx: np.ndarray,
+    inputs: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor | None]],
+    device: str,
+) -> FaceNet:
+    """The averaged network with BatchNorm statistics of its own, measured over one epoch of
+    training batches: the running statistics of the averaged epochs belong to their own
+    weights, not to the mean of them (Izmailov et al. 2018, torch's `update_bn`)."""
+    swa = averaged.module
+    with torch.no_grad():
+        update_bn((normalize(inputs(train_idx[b])[0]) for b in sampler), swa, device)
+    return swa
 
 
 def _warm_start(net: FaceNet, state: dict) -> None:
