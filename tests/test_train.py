@@ -473,6 +473,9 @@ def test_weight_averaging_means_the_last_epochs_across_a_resume_and_measures_bat
     conv, bn = "stem.0.weight", "stem.1.running_mean"
     assert torch.allclose(swa.state_dict[conv], (w2[conv] + w3[conv]) / 2, atol=1e-6)
     assert not torch.allclose(swa.state_dict[bn], (w2[bn] + w3[bn]) / 2)
+    # measured over one epoch of training batches: a third of the count three epochs made
+    batches = "stem.1.num_batches_tracked"
+    assert 0 < swa.state_dict[batches] == w3[batches] // 3
     assert swa.meta["validation"]["averaged_epochs"] == 2
     assert swa.threshold == swa.meta["validation"]["val_threshold"]
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]

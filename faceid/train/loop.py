@@ -443,8 +443,7 @@ def _measured_average(
     training batches: the running statistics of the averaged epochs belong to their own
     weights, not to the mean of them (Izmailov et al. 2018, torch's `update_bn`)."""
     swa = averaged.module
-    with torch.no_grad():
-        update_bn((normalize(inputs(train_idx[b])[0]) for b in sampler), swa, device)
+    update_bn((normalize(inputs(train_idx[b])[0]) for b in sampler), swa, device)  # no_grad
     return swa
 
 
