@@ -481,3 +481,6 @@ def test_weight_averaging_means_the_last_epochs_across_a_resume_and_measures_bat
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r.get("averaged_epochs") for r in rows] == [None, 1, 2]
     assert Encoder.load(tmp_path / "swa.pt", device="cpu").model_id == swa.model_id
+    (tmp_path / "swa.pt").unlink()
+    train(_cfg(small_cache, tmp_path, 3, average_last=2), progress=False)  # the command, again
+    assert load_checkpoint(tmp_path / "swa.pt").model_id == swa.model_id

@@ -425,7 +425,12 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             row["epoch"] = epoch
         _export(net, cfg, row, out / "final.pt", cal)
     if averaged is not None and int(averaged.n_averaged) > 0:
-        swa = _measured_average(averaged, sampler, train_idx, inputs, device)
+        # Batches drawn from fresh seeds, not from where training left its generators: the
+        # command of a finished run, run again, then writes the very same swa.pt.
+        torch.manual_seed(cfg.seed)
+        blend_rng = np.random.default_rng(cfg.seed + 1)  # the generator `inputs` blends with
+        fresh = PKSampler(data.labels[train_idx], cfg.p, cfg.k, cfg.singles, cfg.seed)
+        swa = _measured_average(averaged, fresh, train_idx, inputs, device)
         row, cal = validate(swa, val_crops, val_pairs, val_same, device, data.labels[val_idx])
         row.update(epoch=epoch, averaged_epochs=int(averaged.n_averaged))
         _export(swa, cfg, row, out / "swa.pt", cal)
