@@ -8,7 +8,9 @@ from peopleDevTrain.txt), so thresholds chosen here never touch the test people:
 With --write-openset NEW.pt it also writes a copy of the checkpoint carrying the open-set
 calibration (meta["openset"], see faceid/openset.py) measured on those people, which
 `faceid identify` uses to choose its threshold for a gallery's size. The weights, and so
-the model id and every gallery made with it, stay the same.
+the model id and every gallery made with it, stay the same, unless --half also stores the
+weights in float16 (half the file): then every figure is measured on the rounded weights
+that are written, and the model id is theirs.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ import numpy as np
     help="Also draw galleries and strangers from the cache's one-photo people. They are not "
     "held out: training used them as negatives.",
 )
+@click.option(
+    "--half",
+    is_flag=True,
+    help="Measure, and write, the model with its convolution and projection weights in float16.",
+)
 @click.option("--draws", default=64, show_default=True, help="Random galleries per size.")
 @click.option("--force", is_flag=True, help="Replace --write-openset's file if it exists.")
 def main(
@@ -48,20 +55,24 @@ def main(
     seed: int,
     write_openset: Path | None,
     singles: bool,
+    half: bool,
     draws: int,
     force: bool,
 ) -> None:
     from faceid import openset
     from faceid.evaluate import metrics
-    from faceid.model.checkpoint import load_checkpoint, save_checkpoint
+    from faceid.model.checkpoint import half_weights, load_checkpoint, save_checkpoint
     from faceid.model.encoder import Encoder
     from faceid.model.runner import DEFAULT_PT
+    from faceid.model.torch_runner import TorchRunner
     from faceid.train.data import FaceCache
     from faceid.train.loop import OPENSET_PEOPLE, split_people, validation_pairs
 
     if write_openset is not None and write_openset.exists() and not force:
         raise click.UsageError(f"{write_openset} exists: choose another file or pass --force")
     enc = Encoder.load(model or DEFAULT_PT, "cpu")  # torch: uses the network
+    if half:
+        enc = Encoder(TorchRunner(half_weights(enc.checkpoint), "cpu"))
     data = FaceCache.load(cache)
     _, val_idx = split_people(data.labels, val_share, seed)
     pairs, same = validation_pairs(data.labels[val_idx], seed)

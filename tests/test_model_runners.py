@@ -244,3 +244,65 @@ def test_a_flatten_head_warm_starts_at_another_input_size_with_its_weights_kept_
     moved = resample_flatten_head(corner.reshape(1, -1), 16, 12).reshape(16, 12, 12)
     assert moved[:, :2, :2].sum() > 0.9 * moved.sum()
     assert resample_flatten_head(torch.zeros(2, 16 * 10), 16, 12) is None  # not a square grid
+
+
+@pytest.mark.parametrize("act", ["relu", "prelu"])
+def test_a_deeper_network_warm_starts_from_a_shallower_one_computing_the_same_embeddings(
+    act: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from faceid.model.net import FaceNet, NetConfig
+    from faceid.train.loop import _warm_start
+
+    torch.manual_seed(0)
+    shallow = FaceNet(NetConfig(input_size=32, widths=(8, 16, 32), blocks=(1, 2, 1), act=act))
+    with torch.no_grad():  # trained-looking BatchNorm: not the identity of a fresh network
+        for m in shallow.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    deep = FaceNet(NetConfig(input_size=32, widths=(8, 16, 32), blocks=(2, 3, 2), act=act))
+    _warm_start(deep, shallow.state_dict(), (1, 2, 1))
+    assert "blocks [1, 4, 6] added as the identity" in capsys.readouterr().err
+    # each stage's trained blocks keep their order, the down-sampling one first
+    assert torch.equal(deep.body[2].short[0].weight, shallow.body[1].short[0].weight)
+    assert torch.equal(deep.body[3].conv1.weight, shallow.body[2].conv1.weight)
+    x = torch.randn(4, 3, 32, 32)
+    shallow.eval(), deep.eval()
+    with torch.no_grad():
+        assert torch.allclose(deep(x), shallow(x), atol=1e-5)
+    # the added blocks are trainable from the first step, not dead
+    deep.train()
+    deep(x).sum().backward()
+    assert deep.body[1].bn2.weight.grad.abs().sum() > 0
+
+
+def test_half_weights_halve_the_checkpoint_and_its_export_which_still_agree(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from faceid.model.checkpoint import half_weights
+    from faceid.model.export import export_onnx
+
+    full = load_checkpoint(tiny_model)
+    pt = save_checkpoint(half_weights(full), tmp_path / "half.pt")
+    half = load_checkpoint(pt)
+    assert half.state_dict["head.3.weight"].dtype == torch.float16
+    assert half.state_dict["head.0.running_var"].dtype == torch.float32  # kept in range
+    assert half.model_id != full.model_id  # other weights, another id
+    export_onnx(tiny_model, tmp_path / "full.onnx")
+    export_onnx(pt, tmp_path / "half.onnx")
+    assert pt.stat().st_size < 0.6 * tiny_model.stat().st_size
+    assert (tmp_path / "half.onnx").stat().st_size < 0.6 * (tmp_path / "full.onnx").stat().st_size
+    crops = crops_for(32, n=6)
+    torch_half = Encoder.load(pt, "cpu")
+    onnx_half = Encoder.load(tmp_path / "half.onnx", "cpu")
+    assert onnx_half.model_id == half.model_id
+    assert np.abs(onnx_half.embed(crops) - torch_half.embed(crops)).max() <= 1e-5
+    # the rounding moves an embedding a little, not to another face
+    full_emb = Encoder.load(tiny_model, "cpu").embed(crops)
+    assert 0 < np.abs(torch_half.embed(crops) - full_emb).max() < 1e-2

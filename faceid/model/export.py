@@ -75,6 +75,7 @@ def export_onnx(checkpoint_path: str | os.PathLike | None, output: str | os.Path
             verbose=False,
         )
     model = program.model_proto
+    _store_as_checkpoint(model, ckpt.state_dict)
     model.producer_name = "faceid"
     model.doc_string = f"faceid encoder {ckpt.model_id}: uint8 NHWC crops -> unit embeddings"
     del model.metadata_props[:]
@@ -86,3 +87,29 @@ def export_onnx(checkpoint_path: str | os.PathLike | None, output: str | os.Path
     with atomic_open(output) as f:
         f.write(model.SerializeToString())
     return ckpt.card
+
+
+def _store_as_checkpoint(model, state_dict: dict) -> None:
+    """Store each weight the checkpoint holds in float16 in float16 here too, cast back to
+    float32 as the graph starts (onnxruntime folds the casts when it loads the model): the
+    export is as small as its checkpoint and computes what the torch network computes."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    half = {f"net.{k}" for k, v in state_dict.items() if v.dtype == torch.float16}
+    casts = []
+    for init in model.graph.initializer:
+        if init.name not in half:
+            continue
+        stored = numpy_helper.from_array(
+            numpy_helper.to_array(init).astype(np.float16), f"{init.name}.float16"
+        )
+        casts.append(
+            onnx.helper.make_node("Cast", [stored.name], [init.name], to=onnx.TensorProto.FLOAT)
+        )
+        init.CopyFrom(stored)
+    nodes = casts + list(model.graph.node)  # a graph's nodes run in their stored order
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -253,7 +253,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     net_cfg = NetConfig.from_dict(cfg.net)
     net = FaceNet(net_cfg)
     if cfg.init:
-        _warm_start(net, load_checkpoint(cfg.init).state_dict)
+        init = load_checkpoint(cfg.init)
+        _warm_start(net, init.state_dict, init.config.get("blocks"))
     net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     miner = MINERS[cfg.miner]
@@ -452,14 +453,22 @@ def _measured_average(
     return swa
 
 
-def _warm_start(net: FaceNet, state: dict) -> None:
+def _warm_start(net: FaceNet, state: dict, blocks: Sequence[int] | None = None) -> None:
     """Load a checkpoint's weights; a network of another shape (a new head or activation)
     takes every tensor whose name and shape match, and says what starts fresh.
+
+    A deeper network (more blocks per stage than the checkpoint's `blocks`) takes each
+    stage's trained blocks in order and starts its added blocks as the identity (see
+    `_deepened`): it computes what the checkpoint computed, and training goes on from there
+    with the added depth, instead of from scratch (Net2DeeperNet, Chen et al. 2016).
 
     A flatten head trained at another input size is not thrown away: its projection is a
     weight per channel and map position, and the same aligned face at another size gives
     the same positions on a finer or coarser grid, so the weights are resampled onto the
     new grid (see `resample_flatten_head`) instead of starting fresh."""
+    added: list[int] = []
+    if blocks is not None and tuple(blocks) != tuple(net.config.blocks):
+        state, added = _deepened(state, tuple(blocks), tuple(net.config.blocks))
     own = net.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     key = "head.3.weight"  # the flatten head's Linear (net._flatten_head)
@@ -472,11 +481,49 @@ def _warm_start(net: FaceNet, state: dict) -> None:
             print(f"warm start: {key} resampled onto the {side}x{side} map", file=sys.stderr)
     fresh = sorted(set(own) - set(fits))
     net.load_state_dict(fits, strict=False)
+    for i in added:
+        _as_identity(net.body[i])
+    if added:
+        print(f"warm start: blocks {added} added as the identity", file=sys.stderr)
+        fresh = [k for k in fresh if not any(k.startswith(f"body.{i}.") for i in added)]
     if fresh:
         print(
             f"warm start: {len(fits)} tensors loaded, {len(fresh)} start fresh ({fresh[0]}, ...)",
             file=sys.stderr,
         )
+
+
+def _deepened(
+    state: dict, source: tuple[int, ...], target: tuple[int, ...]
+) -> tuple[dict, list[int]]:
+    """A checkpoint's weights renamed for a network with `target` blocks per stage: stage s's
+    j-th trained block becomes the new network's j-th block of stage s (its down-sampling
+    first block stays first). Returns the renamed weights and the indices of the blocks that
+    have no trained counterpart; a shallower target drops each stage's last blocks."""
+    renamed = {k: v for k, v in state.items() if not k.startswith("body.")}
+    added, src, dst = [], 0, 0
+    for have, want in zip(source, target):
+        for j in range(want):
+            if j < have:
+                old, new = f"body.{src + j}.", f"body.{dst + j}."
+                renamed |= {new + k[len(old) :]: v for k, v in state.items() if k.startswith(old)}
+            elif j > 0:  # a stage's first block down-samples: never the identity
+                added.append(dst + j)
+        src, dst = src + have, dst + want
+    return renamed, added
+
+
+def _as_identity(block: torch.nn.Module) -> None:
+    """Make a residual block without a shortcut projection compute its input unchanged: its
+    branch's last BatchNorm scales to zero, and a PReLU after the sum gets slope 1 (a ReLU
+    passes the sum as it is, since the block's input is itself a ReLU's output). The zero
+    scale still has a gradient, so the branch starts learning at the first step (the
+    zero-init residual of Goyal et al. 2017)."""
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+        if block.act2 is not None:
+            block.act2.weight.fill_(1.0)
 
 
 def resample_flatten_head(weight: torch.Tensor, channels: int, side: int) -> torch.Tensor | None:
