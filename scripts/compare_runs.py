@@ -1,6 +1,7 @@
 """Compare training runs from their logs: a markdown table and a plot against wall clock.
 
     python scripts/compare_runs.py runs/eq-fixed runs/eq-online --plot reports/runs.png
+    python scripts/compare_runs.py runs/a runs/b --epochs 40   # over the epochs both have
 
 Each run's best epoch is the one `scripts/train.py` kept (`--select auto`); beside it, the
 mean of its last epochs, steadier than any single epoch on a hundred validation people.
@@ -18,12 +19,26 @@ import click
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--last", default=5, show_default=True, help="Epochs in the closing mean.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="PNG to draw.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only each run's first N epochs: runs of unequal length (one stopped, one still "
+    "going) compared over the span they share.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def main(runs: tuple[Path, ...], last: int, plot: Path | None, as_json: bool) -> None:
+def main(
+    runs: tuple[Path, ...], last: int, plot: Path | None, epochs: int | None, as_json: bool
+) -> None:
     """Summarise each run's log.jsonl (best epoch, last epochs) and optionally plot them."""
     from faceid.train.runs import METRICS, plot_runs, read_log, summarise
 
-    logs = {run.name if run.is_dir() else run.parent.name: read_log(run) for run in runs}
+    logs = {
+        run.name if run.is_dir() else run.parent.name: [
+            row for row in read_log(run) if epochs is None or row["epoch"] <= epochs
+        ]
+        for run in runs
+    }
     table = {name: summarise(rows, last) for name, rows in logs.items()}
     if plot is not None:
         plot_runs(logs, plot)

@@ -66,6 +66,20 @@ def test_compare_runs_prints_one_row_per_run_and_draws_the_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_compare_runs_over_the_epochs_both_runs_have(tmp_path):
+    a = _run(tmp_path / "stopped", [0.9, 0.8], 60)
+    b = _run(tmp_path / "going", [0.95, 0.85, 0.7], 40)
+    script = str(ROOT / "scripts" / "compare_runs.py")
+    out = subprocess.run(
+        [sys.executable, script, str(a), str(b), "--epochs", "2", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    going = json.loads(out)["going"]
+    assert going["epochs"] == 2 and going["val_fnir_fpir1e-2_n500_best_epoch"] == 0.85
+
+
 def test_an_empty_log_is_refused(tmp_path):
     (tmp_path / "log.jsonl").write_text("")
     with pytest.raises(ValueError, match="no epochs"):
