@@ -75,7 +75,7 @@ def export_onnx(checkpoint_path: str | os.PathLike | None, output: str | os.Path
             verbose=False,
         )
     model = program.model_proto
-    _store_as_checkpoint(model, ckpt.state_dict)
+    _keep_float16_storage(model, ckpt.state_dict)
     model.producer_name = "faceid"
     model.doc_string = f"faceid encoder {ckpt.model_id}: uint8 NHWC crops -> unit embeddings"
     del model.metadata_props[:]
@@ -89,7 +89,7 @@ def export_onnx(checkpoint_path: str | os.PathLike | None, output: str | os.Path
     return ckpt.card
 
 
-def _store_as_checkpoint(model, state_dict: dict) -> None:
+def _keep_float16_storage(model, state_dict: dict) -> None:
     """Store each weight the checkpoint holds in float16 in float16 here too, cast back to
     float32 as the graph starts (onnxruntime folds the casts when it loads the model): the
     export is as small as its checkpoint and computes what the torch network computes."""

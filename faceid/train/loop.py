@@ -284,12 +284,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         distill = DistillationLoss(teacher_mean).to(device)
     blend_rng = np.random.default_rng(cfg.seed + 1)
 
-    def inputs(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A batch as training sees it: its views (then blends), and their teacher targets."""
+    def inputs(
+        idx: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch as training sees it: its views (then blends drawn with `rng`), and their
+        teacher targets."""
         if teacher is not None:
-            return _consistent_views(data, idx, cfg, teacher, blend_rng, device)
+            return _consistent_views(data, idx, cfg, teacher, rng, device)
         if bank is not None:
-            crops, targets = bank.draw(idx, cfg.blends, blend_rng)
+            crops, targets = bank.draw(idx, cfg.blends, rng)
             return to_input(crops, device), targets
         x = augment(to_input(data.crops[idx], device))
         return x, None if data.teacher is None else torch.from_numpy(data.teacher[idx])
@@ -343,7 +346,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr)
             idx = train_idx[batch]
-            x, targets = inputs(idx)
+            x, targets = inputs(idx, blend_rng)
             labels = torch.from_numpy(data.labels[idx]).to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_amp):
                 emb_all = net(normalize(x)).float()
@@ -429,9 +432,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         # Batches drawn from fresh seeds, not from where training left its generators: the
         # command of a finished run, run again, then writes the very same swa.pt.
         torch.manual_seed(cfg.seed)
-        blend_rng = np.random.default_rng(cfg.seed + 1)  # the generator `inputs` blends with
         fresh = PKSampler(data.labels[train_idx], cfg.p, cfg.k, cfg.singles, cfg.seed)
-        swa = _measured_average(averaged, fresh, train_idx, inputs, device)
+        fresh_rng = np.random.default_rng(cfg.seed + 1)
+        swa = _measured_average(averaged, fresh, fresh_rng, train_idx, inputs, device)
         row, cal = validate(swa, val_crops, val_pairs, val_same, device, data.labels[val_idx])
         row.update(epoch=epoch, averaged_epochs=int(averaged.n_averaged))
         _export(swa, cfg, row, out / "swa.pt", cal)
@@ -441,15 +444,16 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
 def _measured_average(
     averaged: AveragedModel,
     sampler: PKSampler,
+    rng: np.random.Generator,
     train_idx: np.ndarray,
-    inputs: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor | None]],
+    inputs: Callable[[np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor | None]],
     device: str,
 ) -> FaceNet:
     """The averaged network with BatchNorm statistics of its own, measured over one epoch of
     training batches: the running statistics of the averaged epochs belong to their own
     weights, not to the mean of them (Izmailov et al. 2018, torch's `update_bn`)."""
     swa = averaged.module
-    update_bn((normalize(inputs(train_idx[b])[0]) for b in sampler), swa, device)  # no_grad
+    update_bn((normalize(inputs(train_idx[b], rng)[0]) for b in sampler), swa, device)  # no_grad
     return swa
 
 
