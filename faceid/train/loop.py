@@ -211,7 +211,7 @@ def autocast_bf16(precision: str, device: str) -> bool:
 
     "auto" says yes on a GPU and on a CPU with native bfloat16 arithmetic (AVX512-BF16 or
     AMX): there oneDNN's bfloat16 convolutions train this network twice as fast as float32
-    (342 photos/s against 169 on two Xeon cores with AMX, README "Training"), while the
+    (342 photos/s against 169 on two EPYC cores with AVX512-BF16, README "Training"), while the
     weights, optimizer and losses stay float32. A CPU without it emulates bfloat16, an
     order of magnitude slower than float32, so "auto" keeps float32 there.
     """
@@ -307,7 +307,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     averaged = AveragedModel(net, use_buffers=False) if cfg.average_last > 0 else None
     use_amp = autocast_bf16(cfg.precision, device)
     if use_amp and not native_bf16(device):
-        # measured on two AVX2 EPYC cores: 63 s a step against 5 s in float32
+        # measured on two AVX2-only EPYC (Zen 3) cores: 63 s a step against 5 s in float32
         print(
             "warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): --precision bf16 "
             "is emulated here, about 12x slower than float32; --precision auto picks float32",
