@@ -309,8 +309,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     if use_amp and not native_bf16(device):
         # measured on two AVX2-only EPYC (Zen 3) cores: 63 s a step against 5 s in float32
         print(
-            "warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): --precision bf16 "
-            "is emulated here, about 12x slower than float32; --precision auto picks float32",
+            "warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): precision bf16 "
+            "is emulated here, about 12x slower than float32; precision auto picks float32",
             file=sys.stderr,
         )
     # bfloat16 keeps float32's range: no loss scaling is needed on either device
