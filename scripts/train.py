@@ -108,8 +108,9 @@ from faceid.train.miners import MINERS
     "--average-last",
     default=0,
     show_default=True,
-    help="Also write OUT/swa.pt: the mean of the weights of the schedule's last N epochs "
-    "(stochastic weight averaging), calibrated on the validation people like an epoch.",
+    help="Also write OUT/swa.pt: the mean of the weights of the schedule's last N epochs, "
+    "or up to N/4 more when --minutes moves the schedule (stochastic weight averaging), "
+    "calibrated on the validation people like an epoch.",
 )
 def main(
     cache,

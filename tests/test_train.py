@@ -501,3 +501,46 @@ def test_weight_averaging_means_the_last_epochs_across_a_resume_and_measures_bat
     (tmp_path / "swa.pt").unlink()
     train(_cfg(small_cache, tmp_path, 3, average_last=2), progress=False)  # the command, again
     assert load_checkpoint(tmp_path / "swa.pt").model_id == swa.model_id
+
+
+@pytest.mark.parametrize(
+    ("first", "epochs", "last_n", "stale"),
+    [
+        (3, 22, 20, False),  # exactly the last 20
+        (1, 22, 20, False),  # two epochs early: within a quarter of 20
+        (2, 40, 20, True),  # opened against an estimate of a short schedule
+        (5, 6, 2, False),  # the last 2 of 6 begin at 5
+        (4, 6, 2, False),  # one epoch of slack
+        (3, 6, 2, True),
+    ],
+)
+def test_a_running_average_is_begun_again_only_when_it_reaches_a_quarter_past_its_window(
+    first, epochs, last_n, stale
+):
+    from faceid.train.loop import average_is_stale
+
+    assert average_is_stale(first, epochs, last_n) is stale
+
+
+def test_a_longer_schedule_on_resume_restarts_the_average_at_its_new_window(
+    small_cache, tmp_path
+):
+    import shutil
+
+    import torch
+
+    from faceid.model.checkpoint import load_checkpoint
+
+    train(_cfg(small_cache, tmp_path, 2, average_last=2), progress=False)  # averages 1 and 2
+    # resumed as the last epoch of 3: epochs 1 and 2 lie past its window and are dropped
+    train(_cfg(small_cache, tmp_path, 3, average_last=1), progress=False)
+    shutil.copy(tmp_path / "final.pt", tmp_path / "epoch3.pt")
+    # the last 2 of 4 begin at 3, where the average now begins: it carries on
+    train(_cfg(small_cache, tmp_path, 4, average_last=2), progress=False)
+    w3 = load_checkpoint(tmp_path / "epoch3.pt").state_dict
+    w4 = load_checkpoint(tmp_path / "final.pt").state_dict
+    swa = load_checkpoint(tmp_path / "swa.pt")
+    conv = "stem.0.weight"
+    assert torch.allclose(swa.state_dict[conv], (w3[conv] + w4[conv]) / 2, atol=1e-6)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r.get("averaged_epochs") for r in rows] == [1, 2, 1, 2]

@@ -206,6 +206,20 @@ def epochs_within(budget_s: float, spent_s: float, done: int, epoch_s: float) ->
     return max(done, done + int((budget_s - spent_s) // max(epoch_s, 1e-9)))
 
 
+def average_is_stale(first: int, epochs: int, last_n: int) -> bool:
+    """Whether a running average begun at epoch `first` (1-based) now reaches back more than a
+    quarter past the last `last_n` epochs of an `epochs`-long schedule.
+
+    Under a time budget the schedule is re-estimated every epoch, and a slow stretch early on
+    (a busy machine) can make it look short enough to open the window far too soon; resuming
+    with a longer --epochs does the same. Such an average would hold early, high-rate weights,
+    so it is begun again. The quarter's slack keeps the usual one-epoch drift of the estimate
+    from restarting it again and again: the average then covers the last `last_n` epochs,
+    or up to a quarter more.
+    """
+    return first < epochs - last_n + 1 - max(1, last_n // 4)
+
+
 def autocast_bf16(precision: str, device: str) -> bool:
     """Whether training runs its forward pass under bfloat16 autocast.
 
@@ -316,6 +330,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     # bfloat16 keeps float32's range: no loss scaling is needed on either device
 
     start_epoch, best, elapsed, spent_before = 0, None, 0.0, 0.0
+    window_from = 0  # the first epoch in the running average
     last = out / "last.pt"
     if resume and last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
@@ -325,6 +340,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         start_epoch, best, elapsed = state["epoch"], state.get("best"), state.get("elapsed", 0.0)
         if averaged is not None and "averaged" in state:
             averaged.load_state_dict(state["averaged"])
+            window_from = state.get("averaged_from", start_epoch - int(averaged.n_averaged) + 1)
         if cfg.minutes > 0 and "epochs" in state:  # the budget's schedule, not --epochs
             cfg.epochs = state["epochs"]
         # a resumed budget counts the wall clock already spent (validation and saving too)
@@ -338,6 +354,12 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     log = (out / "log.jsonl").open("a")
     epoch = start_epoch
     while epoch < cfg.epochs:
+        if (
+            averaged is not None
+            and averaged.n_averaged > 0
+            and average_is_stale(window_from, cfg.epochs, cfg.average_last)
+        ):
+            averaged = AveragedModel(net, use_buffers=False)
         t0 = time.time()
         net.train()
         sums = {
@@ -395,6 +417,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
         figures, cal = validate(net, val_crops, val_pairs, val_same, device, data.labels[val_idx])
         row.update(figures)
         if averaged is not None and epoch + 1 > cfg.epochs - cfg.average_last:
+            if averaged.n_averaged == 0:
+                window_from = epoch + 1
             averaged.update_parameters(net)
             row["averaged_epochs"] = int(averaged.n_averaged)
         if is_better(row, best, cfg.select):
@@ -417,7 +441,11 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
                     "wall": spent_before + time.time() - started,
                     "epochs": cfg.epochs,
                 }
-                | ({} if averaged is None else {"averaged": averaged.state_dict()}),
+                | (
+                    {}
+                    if averaged is None
+                    else {"averaged": averaged.state_dict(), "averaged_from": window_from}
+                ),
                 f,
             )
         epoch += 1
