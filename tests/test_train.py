@@ -522,9 +522,7 @@ def test_a_running_average_is_begun_again_only_when_it_reaches_a_quarter_past_it
     assert average_is_stale(first, epochs, last_n) is stale
 
 
-def test_a_longer_schedule_on_resume_restarts_the_average_at_its_new_window(
-    small_cache, tmp_path
-):
+def test_a_longer_schedule_on_resume_restarts_the_average_at_its_new_window(small_cache, tmp_path):
     import shutil
 
     import torch
