@@ -109,7 +109,8 @@ from faceid.train.miners import MINERS
     default=0,
     show_default=True,
     help="Also write OUT/swa.pt: the mean of the weights of the schedule's last N epochs, "
-    "or up to N/4 more when --minutes moves the schedule (stochastic weight averaging), "
+    "or up to N/4 more when the schedule moves (--minutes, a longer --epochs on resume; "
+    "stochastic weight averaging), "
     "calibrated on the validation people like an epoch.",
 )
 def main(
