@@ -93,8 +93,8 @@ from faceid.train.miners import MINERS
     type=click.Choice(["auto", "bf16", "fp32"]),
     default="auto",
     show_default=True,
-    help="bfloat16 autocast for the forward pass (auto: on a GPU, and on a CPU with native "
-    "bfloat16, where it trains about twice as fast).",
+    help="bfloat16 autocast for the forward pass (auto: on a GPU or CPU with native "
+    "bfloat16, Ampere on or AVX512-BF16/AMX, where it trains about twice as fast).",
 )
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming.")
 @click.option("--init", default=None, help="Start from this checkpoint's weights (warm restart).")

@@ -132,7 +132,7 @@ def test_forcing_bfloat16_on_a_cpu_that_would_emulate_it_warns(
     assert "no native bfloat16" in capsys.readouterr().err
 
 
-def test_auto_precision_uses_bfloat16_on_a_gpu_and_on_cpus_that_have_it(monkeypatch):
+def test_auto_precision_uses_bfloat16_on_gpus_and_cpus_that_have_it_natively(monkeypatch):
     import torch
 
     for avx512_bf16, amx, expected in [
@@ -144,7 +144,13 @@ def test_auto_precision_uses_bfloat16_on_a_gpu_and_on_cpus_that_have_it(monkeypa
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         assert autocast_bf16("auto", "cpu") is expected
         assert native_bf16("cpu") is expected
-    assert autocast_bf16("auto", "cuda") is True
+    for capability, expected in [(8, True), (7, False)]:  # Ampere; Volta emulates bfloat16
+        monkeypatch.setattr(
+            torch.cuda,
+            "is_bf16_supported",
+            lambda including_emulation=True, c=capability: c >= 8 or including_emulation,
+        )
+        assert autocast_bf16("auto", "cuda") is expected
     assert autocast_bf16("fp32", "cuda") is False
     assert autocast_bf16("bf16", "cpu") is True
     with pytest.raises(ValueError, match="precision"):
