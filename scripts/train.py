@@ -110,8 +110,7 @@ from faceid.train.miners import MINERS
     show_default=True,
     help="Also write OUT/swa.pt: the mean of the weights of the schedule's last N epochs, "
     "or up to N/4 more when the schedule moves (--minutes, a longer --epochs on resume; "
-    "stochastic weight averaging), "
-    "calibrated on the validation people like an epoch.",
+    "stochastic weight averaging), calibrated on the validation people like an epoch.",
 )
 def main(
     cache,

@@ -324,9 +324,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> di
     use_amp = autocast_bf16(cfg.precision, device)
     if use_amp and not native_bf16(device):
         # measured on two AVX2-only EPYC (Zen 3) cores: 63 s a step against 5 s in float32
+        kind, native = ("GPU", "Ampere on") if device == "cuda" else ("CPU", "AVX512-BF16 or AMX")
         print(
-            "warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): precision bf16 "
-            "is emulated here, about 12x slower than float32; precision auto picks float32",
+            f"warning: this {kind} has no native bfloat16 ({native}): precision bf16 is "
+            "emulated here (on a CPU about 12x slower than float32); precision auto picks float32",
             file=sys.stderr,
         )
     # bfloat16 keeps float32's range: no loss scaling is needed on either device
