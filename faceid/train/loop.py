@@ -223,12 +223,12 @@ def average_is_stale(first: int, epochs: int, last_n: int) -> bool:
 def autocast_bf16(precision: str, device: str) -> bool:
     """Whether training runs its forward pass under bfloat16 autocast.
 
-    "auto" says yes on a GPU and on a CPU with native bfloat16 arithmetic (a GPU from Ampere
-    on; AVX512-BF16 or AMX): on such a CPU oneDNN's bfloat16 convolutions train this network
-    twice as fast as float32 (342 photos/s against 169 on two EPYC cores with AVX512-BF16,
-    README "Training"), while the weights, optimizer and losses stay float32. A CPU or an
-    older GPU without it emulates bfloat16 (on the CPU an order of magnitude slower than
-    float32), so "auto" keeps float32 there.
+    "auto" says yes on a device with native bfloat16 arithmetic (a GPU from Ampere on, a CPU
+    with AVX512-BF16 or AMX; see `native_bf16`): on such a CPU oneDNN's bfloat16 convolutions
+    train this network twice as fast as float32 (342 photos/s against 169 on two EPYC cores
+    with AVX512-BF16, README "Training"), while the weights, optimizer and losses stay
+    float32. A CPU or an older GPU without it emulates bfloat16 (on the CPU an order of
+    magnitude slower than float32), so "auto" keeps float32 there.
     """
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"unknown precision {precision!r}: use auto, bf16 or fp32")
